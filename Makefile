@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test data format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +15,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/mobilenet profile mobilenet_v1_100_224
-	$(BIN)/mobilenet paper
+# Fashion-MNIST from Debian's package where apt is available (else: mobilenet train --download).
+data:
+	@if [ ! -d $(FASHION_MNIST) ] && command -v apt-get >/dev/null; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null || echo "could not install dataset-fashion-mnist"; \
+	fi
 
-test: $(STAMP)
+demo: $(STAMP) data
+	$(BIN)/mobilenet demo
+
+test: $(STAMP) data
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

@@ -25,3 +25,38 @@ class UnknownModelError(MobileNetError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class DataError(MobileNetError):
+    """A data set or image that cannot be used: a missing path, an empty folder, a class mismatch."""
+
+
+class BadImageError(DataError):
+    """One image file that cannot be decoded: corrupt, truncated, or a decompression bomb.
+
+    Data sets skip such files with a warning (or stop, when asked to be strict); ``path``
+    names the file.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read image {path}: {reason}; replace or remove the file")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across DataLoader workers
+        return type(self), (self.path, self.reason)
+
+
+class WeightsError(MobileNetError, ValueError):
+    """Weights that cannot be used: an unknown or corrupt file, or weights for another architecture.
+
+    The message says what was expected and what was found (the format, the width, the class count).
+    """
+
+
+class ExportError(MobileNetError):
+    """A model, file or option that cannot be exported, or an exported file that cannot be run.
+
+    Not our model, an unknown format, too little or mismatched calibration data, an output path
+    that cannot be written, a file that ``mobilenet export`` did not write.
+    """

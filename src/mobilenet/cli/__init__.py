@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from mobilenet.cli import analysis
+from mobilenet.cli import analysis, demo, evaluate, export, train, weights
 from mobilenet.errors import MobileNetError
 
-COMMANDS = (analysis,)
+COMMANDS = (analysis, train, evaluate, weights, export, demo)
 EXIT_USAGE = 2
 
 

@@ -95,6 +95,9 @@ class MobileNetV1(nn.Module):
             every block is a standard 3x3 convolution.
         features_only: return the feature maps of the five levels instead of logits.
         out_indices: which levels ``features_only`` returns (0-4; strides 2, 4, 8, 16, 32).
+        head_conv: output channels of an extra 1x1 convolution (with BN and activation) between
+            the last block and the pool; 0, the paper's network, has none. timm's
+            ``mobilenetv1_100h`` uses 1024 (timm's ``conv_head``/``bn2``).
     """
 
     def __init__(
@@ -111,9 +114,12 @@ class MobileNetV1(nn.Module):
         block_type: BlockType = "separable",
         features_only: bool = False,
         out_indices: Sequence[int] = tuple(range(NUM_LEVELS)),
+        head_conv: int = 0,
     ) -> None:
         super().__init__()
         _validate(num_classes, in_chans, dropout, stem_stride, output_stride, block_type)
+        if head_conv < 0:
+            raise ConfigError(f"head_conv must be >= 0 (0: no head convolution), got {head_conv}")
         if body not in BODIES:
             raise ConfigError(f"body must be one of {', '.join(BODIES)}, got {body!r}")
         if any(i not in range(NUM_LEVELS) for i in out_indices):
@@ -146,14 +152,15 @@ class MobileNetV1(nn.Module):
             layers.append(block)
             in_chs = out_chs
         self.blocks = nn.Sequential(*layers)
-        self.num_features = in_chs
         self.feature_info = _feature_info(level_of, self, stem_stride, output_stride)
+        self.head: nn.Module = ConvBNAct(in_chs, head_conv, 1, act=act, padding=padding) if head_conv else nn.Identity()
+        self.num_features = head_conv or in_chs
 
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
-        self.classifier: nn.Module = _classifier(in_chs, num_classes)
+        self.classifier: nn.Module = _classifier(self.num_features, num_classes)
         if features_only:
-            del self.global_pool, self.dropout, self.classifier
+            del self.head, self.global_pool, self.dropout, self.classifier
         _init_weights(self)
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -171,9 +178,9 @@ class MobileNetV1(nn.Module):
             )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The body: stem and depthwise separable blocks, up to the last feature map."""
+        """The body: stem, depthwise separable blocks and head convolution (if any), up to the pool."""
         self._check_input(x)
-        return self.blocks(self.stem(x))
+        return self.head(self.blocks(self.stem(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average pool, dropout and classifier (or the pooled features)."""

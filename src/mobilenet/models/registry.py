@@ -8,8 +8,9 @@ figures published for it. MobileNetV2/V3 register their names here the same way.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -69,22 +70,38 @@ def get_model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
+def create_model(name: str, weights: str | Path | Sequence[str | Path] | None = None, **overrides: Any) -> nn.Module:
     """Build the model called ``name``; keyword arguments override its architecture.
 
     ``create_model("mobilenet_v1_075_192")`` is the paper's 0.75 MobileNet-192;
     ``create_model("mobilenet_v1", width_mult=0.5, num_classes=10)`` any other alpha.
     ``resolution`` sets the default input size recorded on the model (rho is the input size:
     the network itself accepts any size). The model's ``model_info`` holds its metadata.
+
+    ``weights`` loads pretrained weights: a file or folder in any supported format, or a tag
+    (``timm``, ``hf``, ``keras``), see :func:`mobilenet.weights.load_weights`. The architecture
+    then comes from the weights (the name's arguments and ``overrides`` must agree with them;
+    ``num_classes=1000`` drops Google's background class), and ``model_info`` takes their input
+    size, normalisation and metadata (``model_info["weights"]``: class names, source).
     """
     info = get_model_info(name)
-    resolution = overrides.pop("resolution", None) or info.input_size
+    resolution = overrides.pop("resolution", None)
     kwargs = {**info.kwargs, **overrides}
-    model = info.builder(**kwargs)
+    from_weights: dict[str, Any] = {}
+    if weights is None:
+        model = info.builder(**kwargs)
+    else:
+        from mobilenet.weights import load_weights  # imported here: models do not depend on weights
+
+        model, meta = load_weights(weights, **kwargs)
+        kwargs = meta["arch"]
+        resolution = resolution or meta["input_size"]
+        from_weights = {"mean": tuple(meta["mean"]), "std": tuple(meta["std"]), "weights": meta}
     model.model_info = {
         **info.as_dict(),
+        **from_weights,
         "kwargs": kwargs,
-        "input_size": resolution,
+        "input_size": resolution or info.input_size,
         "num_classes": kwargs.get("num_classes", info.num_classes),
     }
     return model

@@ -1,0 +1,137 @@
+"""Training throughput (images/s): our training loop against the seed article's plain PyTorch code.
+
+The baseline is what the seed article's code does: the same MobileNetV1 written as plain
+``nn.Sequential`` blocks, fp32, NCHW, ``torchvision.datasets.ImageFolder`` decoding every JPEG
+with PIL in every epoch, ``DataLoader`` with default settings, a naive loop. Ours is
+``mobilenet.training.train`` (in-memory uint8 cache, our loader and loop) with the given flags.
+Both run in the same process, alternating, ``--repeats`` times; the table reports medians and the
+ratio. Results go to stdout and to ``docs/results/train_throughput.md``.
+
+Run: .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/cifar10/train --resolution 32
+     .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/flowers17/train --resolution 224
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision import transforms
+
+from mobilenet.training import resolve_config, train
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results" / "train_throughput.md"
+
+
+def seed_article_mobilenet(num_classes: int, stem_stride: int) -> nn.Module:
+    """MobileNetV1 as the seed article writes it (conv_bn / conv_dw Sequentials), last stride fixed to 1."""
+
+    def conv_bn(inp: int, oup: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup), nn.ReLU6(inplace=True))
+
+    def conv_dw(inp: int, oup: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False),
+            nn.BatchNorm2d(inp),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(inp, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+            nn.ReLU6(inplace=True),
+        )
+
+    plan = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2)]
+    plan += [(512, 512, 1)] * 5 + [(512, 1024, 2), (1024, 1024, 1)]
+    body = nn.Sequential(conv_bn(3, 32, stem_stride), *(conv_dw(i, o, s) for i, o, s in plan))
+    return nn.Sequential(body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, num_classes))
+
+
+def baseline_images_per_s(data: str, resolution: int, batch: int, steps: int) -> float:
+    """The seed article's loop: PIL decode every image every epoch, fp32 NCHW, default DataLoader."""
+    small = resolution <= 64
+    augment = (
+        [transforms.RandomCrop(resolution, padding=resolution // 8)]
+        if small
+        else [transforms.RandomResizedCrop(resolution)]
+    )
+    transform = transforms.Compose(
+        [*augment, transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)]
+    )
+    dataset = torchvision.datasets.ImageFolder(data, transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True)
+    model = seed_article_mobilenet(len(dataset.classes), 1 if small else 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    model.train()
+    start, seen = time.perf_counter(), 0
+    for step, (images, labels) in enumerate(loader):
+        if step == 1:  # the first batch includes start-up; time from the second
+            start, seen = time.perf_counter(), 0
+        optimizer.zero_grad()
+        loss = criterion(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        seen += images.shape[0]
+        if step >= steps:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def ours_images_per_s(data: str, resolution: int, batch: int, steps: int, flags: dict) -> float:
+    """Our loop, one capped epoch; the loop's own images/s (data + step time)."""
+    with tempfile.TemporaryDirectory() as out:
+        config = resolve_config(
+            data=data,
+            out=out,
+            resolution=resolution,
+            stem_stride=1 if resolution <= 64 else 2,
+            epochs=1,
+            batch_size=batch,
+            steps_per_epoch=steps + 1,
+            progress=False,
+            **flags,
+        )
+        record = train(config)
+        return record["images_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="an ImageFolder root (e.g. ../shared/data/cifar10/train)")
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ours", default='{"channels_last": true}', help="JSON of our training flags")
+    args = parser.parse_args()
+    flags = json.loads(args.ours)
+    torch.manual_seed(0)
+    base, ours = [], []
+    for repeat in range(args.repeats):
+        base.append(baseline_images_per_s(args.data, args.resolution, args.batch_size, args.steps))
+        ours.append(ours_images_per_s(args.data, args.resolution, args.batch_size, args.steps, flags))
+        print(f"repeat {repeat + 1}: baseline {base[-1]:.1f} img/s, ours {ours[-1]:.1f} img/s", flush=True)
+    b, o = statistics.median(base), statistics.median(ours)
+    row = (
+        f"| {Path(args.data).parent.name}/{Path(args.data).name} | {args.resolution} | {args.batch_size} | "
+        f"{b:.1f} | {o:.1f} | {o / b:.2f}x | `{json.dumps(flags)}` | {torch.get_num_threads()} |"
+    )
+    header = (
+        "| data | resolution | batch | seed-article img/s | ours img/s | ratio | our flags | threads |\n"
+        + "|---" * 8
+        + "|"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    existing = RESULTS.read_text() if RESULTS.exists() else header + "\n"
+    RESULTS.write_text(existing + row + "\n")
+    print(header + "\n" + row)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""``mobilenet export``: a checkpoint or pretrained weights as a file a runtime executes, float or int8."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mobilenet.export import DEFAULT_CALIB_IMAGES, FORMATS, export
+from mobilenet.training import load_model
+from mobilenet.weights import load_weights
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``export`` sub-command."""
+    p = sub.add_parser("export", help="export a checkpoint or weights (BN folded) to ONNX, optionally int8")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="DIR", help="training --out folder (best, else last)")
+    source.add_argument("--weights", metavar="W", help="weights file or tag, as `mobilenet convert` takes")
+    p.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default onnx)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write")
+    p.add_argument("--resolution", type=int, help="input size the file accepts (default: the model's)")
+    p.add_argument("--int8", action="store_true", help="post-training static int8 quantization (needs --calib-data)")
+    p.add_argument("--calib-data", metavar="PATH", help="calibration images: a folder or data set, as eval --data")
+    p.add_argument("--calib-split", default="train", help="split of --calib-data to calibrate on (default train)")
+    p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES, metavar="N", help="images to calibrate on")
+    p.add_argument("--data-root", help="where named data sets live")
+    p.add_argument("--json", action="store_true", help="print the exported file's metadata as one JSON object")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    model, meta = load_model(Path(args.checkpoint)) if args.checkpoint else load_weights(args.weights)
+    info = export(
+        model,
+        args.out,
+        args.format,
+        args.resolution,
+        meta,
+        int8=args.int8,
+        calib_data=args.calib_data,
+        calib_images=args.calib_images,
+        calib_split=args.calib_split,
+        data_root=args.data_root,
+    )
+    if args.json:
+        print(json.dumps({"out": str(args.out), "format": args.format, **info}))
+        return 0
+    precision = f"int8 ({info['int8']['calib_images']} calibration images)" if info["int8"] else "float32"
+    size_mb = args.out.stat().st_size / 1e6
+    print(f"wrote {args.out}: {args.format}, {precision}, input {info['input_size']}, {size_mb:.2f} MB")
+    return 0

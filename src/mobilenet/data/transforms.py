@@ -1,0 +1,145 @@
+"""Training and evaluation transforms, normalisation statistics and batch mixing.
+
+Every transform is a ``torchvision.transforms.v2`` pipeline on a uint8 ``CxHxW`` tensor that
+ends with ``ToDtype(float32, scale=True)`` and ``Normalize(mean, std)``. Two kinds of data:
+
+- ``small`` images (at most 64 px, CIFAR-10, Fashion-MNIST): train with pad-and-random-crop and
+  a horizontal flip, the CIFAR recipe of the ResNet paper (4 px of padding at 32 px); evaluate
+  at the native size.
+- ``photo``: train with ``RandomResizedCrop`` and a flip, the Inception recipe MobileNet was
+  trained with (paper Section 4); evaluate by resizing the shorter side to R / 0.875 and
+  cropping the central R x R (the standard 87.5% crop: 256 then 224).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torchvision.transforms import v2
+
+from mobilenet.errors import ConfigError
+
+Kind = Literal["small", "photo"]
+Stats = tuple[float, ...]
+BatchMix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+SMALL_MAX_SIDE = 64
+"""Images whose longer side is at most this many pixels are ``small``; larger ones are photos."""
+CROP_FRACTION = 0.875
+"""Evaluation crops R out of a shorter side of R / 0.875 (224 out of 256)."""
+SMALL_PADDING_FRACTION = 1 / 8
+"""Pad-and-crop padding as a fraction of the resolution: 4 px at 32 px."""
+AUTO_AUGMENTS: dict[str, Callable[[], v2.Transform]] = {"trivial": v2.TrivialAugmentWide, "rand": v2.RandAugment}
+
+FASHION_MNIST_MEAN: Stats = (0.2860,)
+FASHION_MNIST_STD: Stats = (0.3530,)
+CIFAR10_MEAN: Stats = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD: Stats = (0.2470, 0.2435, 0.2616)
+LUMA_WEIGHTS: Stats = (0.299, 0.587, 0.114)
+"""ITU-R 601 luminance, the weights of Pillow's ``L`` mode and torchvision's ``rgb_to_grayscale``."""
+
+
+def kind_of(max_side: int) -> Kind:
+    """``small`` for images whose longer side is at most :data:`SMALL_MAX_SIDE`, else ``photo``."""
+    return "small" if 0 < max_side <= SMALL_MAX_SIDE else "photo"
+
+
+def adapt_stats(mean: Sequence[float], std: Sequence[float], in_chans: int) -> tuple[Stats, Stats]:
+    """Per-channel statistics for ``in_chans`` channels from statistics of the data's own channels.
+
+    Grayscale statistics are repeated for a repeated channel. RGB statistics become luminance
+    ones: the mean exactly (a weighted sum); the std as the same weighted sum, which is exact
+    when the channels are perfectly correlated and an upper bound otherwise.
+    """
+    mean, std = tuple(mean), tuple(std)
+    if len(mean) == in_chans:
+        return mean, std
+    if in_chans == 3:
+        return mean * 3, std * 3
+    return (_luma(mean),), (_luma(std),)
+
+
+def _luma(values: Stats) -> float:
+    return round(sum(weight * value for weight, value in zip(LUMA_WEIGHTS, values, strict=True)), 4)
+
+
+def eval_resize_size(kind: Kind, resolution: int) -> int:
+    """The shorter side an image is resized to before the central ``resolution`` crop."""
+    return resolution if kind == "small" else round(resolution / CROP_FRACTION)
+
+
+def small_padding(resolution: int) -> int:
+    """Pad-and-crop padding for small images: 4 px at 32 px, proportionally otherwise."""
+    return max(1, round(resolution * SMALL_PADDING_FRACTION))
+
+
+def _to_normalized_float(mean: Stats, std: Stats) -> list[v2.Transform]:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+
+
+def eval_transform(kind: Kind, resolution: int, mean: Stats, std: Stats) -> v2.Compose:
+    """Deterministic evaluation transform: resize the shorter side, crop the centre, normalise.
+
+    Small images at their native size pass through unresized; photos are resized to
+    ``round(resolution / 0.875)`` and center-cropped to ``resolution``.
+    """
+    geometry = [v2.Resize(eval_resize_size(kind, resolution), antialias=True), v2.CenterCrop(resolution)]
+    return v2.Compose(geometry + _to_normalized_float(mean, std))
+
+
+def train_transform(
+    kind: Kind,
+    resolution: int,
+    mean: Stats,
+    std: Stats,
+    auto_augment: str | None = None,
+    random_erasing: float = 0.0,
+) -> v2.Compose:
+    """Random training transform for ``kind`` data at ``resolution``.
+
+    Args:
+        kind: ``small`` (pad-and-crop + flip) or ``photo`` (RandomResizedCrop + flip).
+        resolution: output side R.
+        mean, std: normalisation statistics, one per channel.
+        auto_augment: ``None``, ``"trivial"`` (TrivialAugmentWide) or ``"rand"`` (RandAugment),
+            applied to the uint8 crop.
+        random_erasing: probability of erasing a random rectangle of the normalised image.
+    """
+    if auto_augment is not None and auto_augment not in AUTO_AUGMENTS:
+        raise ConfigError(f"unknown auto_augment {auto_augment!r}: use one of {', '.join(AUTO_AUGMENTS)} or None")
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ConfigError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
+    if kind == "small":
+        steps = [
+            v2.Resize(resolution, antialias=True),
+            v2.RandomCrop(resolution, padding=small_padding(resolution), pad_if_needed=True),
+        ]
+    else:
+        steps = [v2.RandomResizedCrop(resolution, antialias=True)]
+    steps.append(v2.RandomHorizontalFlip())
+    if auto_augment is not None:
+        steps.append(AUTO_AUGMENTS[auto_augment]())
+    steps += _to_normalized_float(mean, std)
+    if random_erasing > 0:
+        steps.append(v2.RandomErasing(p=random_erasing, value=0))
+    return v2.Compose(steps)
+
+
+def build_batch_mix(mixup_alpha: float, cutmix_alpha: float, num_classes: int) -> BatchMix | None:
+    """MixUp and/or CutMix applied to a whole batch: ``(images, labels) -> (images, soft_labels)``.
+
+    With both alphas positive each batch gets one of the two, chosen at random. Returns None
+    when both are 0 (no mixing).
+    """
+    if mixup_alpha < 0 or cutmix_alpha < 0:
+        raise ConfigError(f"mixup/cutmix alphas must be >= 0, got {mixup_alpha} and {cutmix_alpha}")
+    mixes = [
+        mix(alpha=alpha, num_classes=num_classes)
+        for mix, alpha in ((v2.MixUp, mixup_alpha), (v2.CutMix, cutmix_alpha))
+        if alpha > 0
+    ]
+    if not mixes:
+        return None
+    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)

@@ -1,0 +1,216 @@
+"""The training configuration: one dataclass, every knob visible, and named recipes.
+
+A recipe is a set of overrides of the defaults; every command-line flag overrides the recipe.
+The resolved configuration is saved as ``config.json`` in the output folder, and ``--resume``
+reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from mobilenet.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "rmsprop", "adamw")
+SCHEDULES = ("cosine", "step", "exponential")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. ``None`` means "the model's or data set's own"."""
+
+    # data
+    data: str = ""
+    val_data: str | None = None
+    data_root: str | None = None
+    val_fraction: float = 0.0
+    download: bool = False
+    strict: bool = False
+    augment: bool = True
+    auto_augment: str | None = None  # None | "trivial" | "rand"
+    random_erasing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    workers: int = -1  # -1: automatic
+    # model
+    model: str = "mobilenet_v1"
+    width_mult: float | None = None
+    resolution: int | None = None
+    in_chans: int | None = None
+    stem_stride: int | None = None
+    act: str | None = None
+    dropout: float | None = None
+    weights: str | None = None  # pretrained weights to fine-tune (any format mobilenet.weights reads)
+    freeze_epochs: int = 0  # fine-tuning: train only the new classifier for this many epochs
+    body_lr_scale: float = 1.0  # fine-tuning: the body's learning rate as a fraction of --lr
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128  # global: split across processes
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = True
+    rmsprop_eps: float = 1.0  # TF-slim's RMSprop epsilon, inside the square root as TensorFlow does
+    weight_decay: float = 4e-5
+    decay_bn: bool = False
+    decay_bias: bool = False
+    decay_depthwise: bool = False
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    step_epochs: float = 30.0
+    step_gamma: float = 0.1
+    exp_gamma: float = 0.94
+    exp_epochs: float = 2.5
+    label_smoothing: float = 0.0
+    clip_grad: float | None = None
+    ema_decay: float | None = None
+    # execution
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    device: str = "auto"
+    seed: int = 0
+    steps_per_epoch: int | None = None  # cap (for smoke runs and tests)
+    stop_after: int | None = None  # stop after this many epochs of this invocation; --resume continues
+    progress: bool = True
+    # bookkeeping
+    out: str = ""
+    recipe: str | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for a value no run can use."""
+        checks = [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.amp in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}"),
+            (0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "--ema-decay must be in (0, 1)"),
+            (self.body_lr_scale >= 0, "--body-lr-scale must be >= 0"),
+            (self.freeze_epochs == 0 or self.weights, "--freeze-epochs needs --weights to fine-tune from"),
+            (bool(self.data), "--data is required: a folder or a data set name (fashion-mnist, cifar10, flowers17)"),
+            (bool(self.out), "--out is required: the folder for checkpoints and metrics"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_json(self) -> str:
+        """The configuration as saved in ``config.json``."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, path: Path) -> TrainConfig:
+        """Read ``config.json``; unknown keys (from a newer version) are an error."""
+        data = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{path} has unknown settings {sorted(unknown)}: written by a newer version?")
+        return cls(**data)
+
+
+# Named presets. Each reaches the figures recorded in docs/RESULTS.md with the command shown there.
+RECIPES: dict[str, dict[str, Any]] = {
+    "fashion-mnist": {
+        "data": "fashion-mnist",
+        "width_mult": 0.5,
+        "stem_stride": 1,
+        "channels_last": True,
+        "epochs": 20,
+        "batch_size": 128,
+        "lr": 0.1,
+        "weight_decay": 5e-5,
+        "schedule": "cosine",
+        "warmup_epochs": 1,
+        "label_smoothing": 0.1,
+        "random_erasing": 0.25,
+        "ema_decay": 0.999,
+        "dropout": 0.1,
+        "val_fraction": 0.05,
+    },
+    "cifar10": {
+        "data": "cifar10",
+        "stem_stride": 1,
+        "epochs": 60,
+        "batch_size": 128,
+        "lr": 0.1,
+        "weight_decay": 5e-5,
+        "decay_depthwise": False,
+        "schedule": "cosine",
+        "warmup_epochs": 1,
+        "label_smoothing": 0.1,
+        "auto_augment": "trivial",
+        "random_erasing": 0.25,
+        "ema_decay": 0.999,
+        "dropout": 0.1,
+        "val_fraction": 0.05,
+    },
+    "flowers17": {
+        "data": "flowers17",
+        "resolution": 160,
+        "epochs": 60,
+        "batch_size": 32,
+        "lr": 0.05,
+        "weight_decay": 1e-4,
+        "schedule": "cosine",
+        "warmup_epochs": 2,
+        "label_smoothing": 0.1,
+        "auto_augment": "trivial",
+        "ema_decay": 0.99,
+        "dropout": 0.2,
+    },
+    "flowers17-finetune": {
+        # Fine-tuning ImageNet weights (give them with --weights, e.g. Google's 0.75-192 TFLite
+        # model): a new classifier trained alone for one epoch, then the body at a tenth of its rate.
+        "data": "flowers17",
+        "epochs": 8,
+        "batch_size": 32,
+        "lr": 0.02,
+        "body_lr_scale": 0.1,
+        "freeze_epochs": 1,
+        "weight_decay": 1e-4,
+        "schedule": "cosine",
+        "label_smoothing": 0.1,
+        "dropout": 0.2,
+    },
+    "imagenet": {
+        # The paper's setting (Section 4): RMSprop, TF-slim's epsilon 1.0, lr 0.045 decayed 0.94
+        # every 2.5 epochs (TF-slim's train_image_classifier defaults for MobileNet), little or
+        # no weight decay on the depthwise filters, label smoothing 0.1.
+        "optimizer": "rmsprop",
+        "lr": 0.045,
+        "momentum": 0.9,
+        "rmsprop_eps": 1.0,
+        "batch_size": 96,
+        "weight_decay": 4e-5,
+        "schedule": "exponential",
+        "exp_gamma": 0.94,
+        "exp_epochs": 2.5,
+        "epochs": 300,
+        "label_smoothing": 0.1,
+        "ema_decay": 0.9999,
+        "resolution": 224,
+    },
+}
+
+
+def resolve_config(recipe: str | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then the recipe, then explicit overrides (``None`` values are ignored)."""
+    if recipe is not None and recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r}: use one of {', '.join(RECIPES)}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown training settings {sorted(unknown)}")
+    values = {**RECIPES.get(recipe or "", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(recipe=recipe, **values)

@@ -1,0 +1,509 @@
+"""The training loop: plain PyTorch, read top to bottom.
+
+``train(config)`` sets up the process (device, distributed), the data, the model, the optimiser
+and schedule, then runs epochs. Each feature is one named step: mixed precision (autocast and
+a gradient scaler for fp16), channels_last, ``torch.compile``, an EMA of the weights,
+gradient clipping, label smoothing and mixup/cutmix, DDP, checkpoints and resume.
+
+Determinism: the model is initialised from ``seed``; each epoch's randomness (data order,
+augmentation, dropout) is seeded from ``(seed, epoch, rank)``, so resuming after epoch N
+continues exactly as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader, Dataset
+
+from mobilenet.data import DataBundle, build_batch_mix, eval_transform, load_data, train_transform
+from mobilenet.errors import ConfigError, MobileNetError
+from mobilenet.evaluate import EvalResult, autocast, evaluate
+from mobilenet.models import create_model
+from mobilenet.training import checkpoint as ckpt
+from mobilenet.training.config import TrainConfig
+from mobilenet.training.distributed import GlobalBatchSampler, Runtime, all_reduce_sum, convert_sync_batchnorm, setup
+from mobilenet.training.distributed import teardown as leave_process_group
+from mobilenet.training.optim import build_optimizer, build_scheduler
+
+
+class TrainingError(MobileNetError):
+    """A run that cannot go on (loss became NaN, out of memory, unwritable output)."""
+
+
+@dataclass
+class EpochStats:
+    """What one pass over the training data measured (this process's share, then reduced)."""
+
+    loss: float
+    top1: float
+    images: int
+    seconds: float
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Train (or continue training) as ``config`` says; returns the last epoch's metrics."""
+    config.validate()
+    runtime = setup(config.device)
+    try:
+        return _run(config, runtime, resume)
+    finally:
+        leave_process_group()
+
+
+def resume_config(folder: str | Path, epochs: int | None = None) -> TrainConfig:
+    """The saved configuration of a run, with a new epoch count if given."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise ckpt.CheckpointError(f"cannot resume: {path} does not exist (not a training --out folder)")
+    config = TrainConfig.from_json(path)
+    if epochs is not None:
+        config.epochs = epochs
+    config.stop_after = None
+    return config
+
+
+def _run(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
+    out = Path(config.out)
+    if rt.is_main:
+        _prepare_output(out, config, resume)
+    pretrained = _load_pretrained(config) if config.weights else None
+    data = load_data(
+        config.data,
+        val_data=config.val_data,
+        data_root=config.data_root,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        resolution=config.resolution or (pretrained[1]["input_size"] if pretrained else None),
+        in_chans=config.in_chans or (pretrained[0].in_chans if pretrained else None),
+        augment=config.augment,
+        auto_augment=config.auto_augment,
+        random_erasing=config.random_erasing,
+        download=config.download,
+        strict=config.strict,
+    )
+    if pretrained:
+        data = _normalised_like(data, pretrained[1], config)
+    if rt.is_main:
+        print(data.summary(), flush=True)
+    _seed(config.seed)  # after the data: loading must not change the initial weights
+    model, meta = _build_model(config, data, pretrained)
+    if config.sync_bn and rt.distributed:
+        model = convert_sync_batchnorm(model, rt.device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(rt.device, memory_format=memory_format)
+    ema = _build_ema(model, config)
+    optimizer = build_optimizer(model, config)
+    sampler = GlobalBatchSampler(len(data.train), config.batch_size, rt.rank, rt.world_size, config.seed)
+    steps_per_epoch = min(len(sampler), config.steps_per_epoch or len(sampler))
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=config.amp == "fp16")
+
+    start_epoch, best_top1 = 0, -1.0
+    if resume:
+        start_epoch, best_top1 = _restore(out, model, ema, optimizer, scheduler, scaler)
+        if rt.is_main:
+            _truncate_metrics(out / "metrics.jsonl", start_epoch)
+
+    forward_model: nn.Module = model
+    if rt.distributed:
+        device_ids = [rt.device.index] if rt.device.type == "cuda" else None
+        forward_model = DistributedDataParallel(model, device_ids=device_ids)
+    if config.compile:
+        forward_model = torch.compile(forward_model)
+
+    workers = _workers(config, data)
+    loader = DataLoader(data.train, batch_sampler=sampler, num_workers=workers, pin_memory=rt.device.type == "cuda")
+    val_loader = _eval_loader(data.val, config.batch_size, rt, workers) if data.val is not None else None
+    mix = build_batch_mix(config.mixup, config.cutmix, len(data.classes))
+    logger = _Logger(out, rt.is_main)
+
+    record: dict[str, Any] = {}
+    for epoch in range(start_epoch, config.epochs):
+        _seed_epoch(config.seed, epoch, rt.rank, loader)
+        sampler.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        stats = _train_epoch(
+            forward_model, model, ema, loader, optimizer, scheduler, scaler, mix, config, rt, epoch, steps_per_epoch
+        )
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": stats.loss, "train_top1": stats.top1}
+        candidates = {"model": model}
+        if val_loader is not None:
+            result = _evaluate(model, val_loader, data.classes, config, rt)
+            record.update(_val_record("val", result))
+            if ema is not None:
+                ema_result = _evaluate(ema.module, val_loader, data.classes, config, rt)
+                record.update(_val_record("ema_val", ema_result))
+                candidates["ema"] = ema.module
+        record.update(images_per_s=stats.images / stats.seconds, seconds=stats.seconds)
+        source, score = _best_candidate(record, candidates)
+        if rt.is_main:
+            state = _state(epoch, model, ema, optimizer, scheduler, scaler, max(score, best_top1), data, config)
+            ckpt.save_checkpoint(out, "last", model, meta, state)
+            if score > best_top1:
+                ckpt.save_checkpoint(out, "best", _unwrap(candidates[source]), {**meta, "weights_of": source}, state)
+            logger.write(record)
+        best_top1 = max(best_top1, score)
+        if config.stop_after is not None and epoch + 1 - start_epoch >= config.stop_after and epoch + 1 < config.epochs:
+            if rt.is_main:
+                print(f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume {out}", flush=True)
+            break
+    logger.close()
+    return record
+
+
+# ------------------------------------------------------------------------------ one epoch
+
+
+def _train_epoch(
+    forward_model: nn.Module,
+    model: nn.Module,
+    ema: AveragedModel | None,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    mix: Any,
+    config: TrainConfig,
+    rt: Runtime,
+    epoch: int,
+    steps: int,
+) -> EpochStats:
+    forward_model.train()
+    frozen = _freeze_body(model) if epoch < config.freeze_epochs else None
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, images
+    bar = _progress(steps, epoch, config, rt)
+    start = time.perf_counter()
+    for step, (images, labels) in enumerate(loader):
+        if step >= steps:
+            break
+        images = images.to(rt.device, non_blocking=True, memory_format=memory_format)
+        labels = labels.to(rt.device, non_blocking=True)
+        targets = labels
+        if mix is not None:
+            images, targets = mix(images, labels)
+        try:
+            logits, loss = _step(forward_model, model, ema, images, targets, optimizer, scaler, config, rt, frozen)
+        except torch.OutOfMemoryError as err:
+            raise TrainingError(
+                f"out of memory on {rt.device} at batch size {config.batch_size}: try --batch-size "
+                f"{max(config.batch_size // 2, 1)} (or --amp bf16 / fp16)"
+            ) from err
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss} at epoch {epoch + 1}, step {step + 1}: training stopped; the last good "
+                f"checkpoint in {config.out} is intact. Try a lower --lr or --clip-grad 1.0"
+            )
+        scheduler.step()
+        batch = images.shape[0]
+        correct = (logits.argmax(1) == labels).sum().item()
+        totals += torch.tensor([loss * batch, correct, batch], dtype=torch.float64)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", top1=f"{100 * totals[1] / totals[2]:.2f}%")
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    totals = all_reduce_sum(totals.to(rt.device)).cpu()
+    return EpochStats(float(totals[0] / totals[2]), float(totals[1] / totals[2]), int(totals[2]), seconds)
+
+
+def _step(
+    forward_model: nn.Module,
+    model: nn.Module,
+    ema: AveragedModel | None,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    rt: Runtime,
+    frozen: list[nn.Parameter] | None = None,
+) -> tuple[torch.Tensor, float]:
+    """One optimisation step; returns the logits and the loss. A non-finite loss changes nothing.
+
+    ``frozen`` parameters get no update (their gradients are dropped before the step).
+    """
+    with autocast(rt.device, config.amp):
+        logits = forward_model(images)
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+    value = loss.item()
+    if not math.isfinite(value):
+        return logits, value
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    for param in frozen or ():
+        param.grad = None
+    if config.clip_grad:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    if ema is not None:
+        ema.update_parameters(model)
+    return logits, value
+
+
+# -------------------------------------------------------------------------------- helpers
+
+
+def _prepare_output(out: Path, config: TrainConfig, resume: bool) -> None:
+    """Create ``out`` (checking it is writable) and save the resolved configuration."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write to --out {out}: {err.strerror}; choose a writable folder") from err
+    if not resume and (out / "last.safetensors").exists():
+        raise ConfigError(f"{out} already holds a training run: use --resume {out} to continue it, or another --out")
+    ckpt.atomic_write_text(out / "config.json", config.to_json())
+
+
+def _load_pretrained(config: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
+    """The weights to fine-tune from, configured by the weights (flags must agree with them)."""
+    from mobilenet.weights import load_weights
+
+    overrides = {"width_mult": config.width_mult, "act": config.act}
+    return load_weights(config.weights, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _normalised_like(data: DataBundle, weights_meta: dict[str, Any], config: TrainConfig) -> DataBundle:
+    """The data with the normalisation the pretrained weights were trained with."""
+    mean, std = tuple(weights_meta["mean"]), tuple(weights_meta["std"])
+    augmented = train_transform(data.kind, data.resolution, mean, std, config.auto_augment, config.random_erasing)
+    plain = eval_transform(data.kind, data.resolution, mean, std)
+    train_set = data.train.with_transform(augmented if config.augment else plain)
+    val_set = data.val.with_transform(plain) if data.val is not None else None
+    return replace(data, train=train_set, val=val_set, mean=mean, std=std)
+
+
+def _build_model(
+    config: TrainConfig, data: DataBundle, pretrained: tuple[nn.Module, dict[str, Any]] | None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model for this data (classes, channels) and the metadata its checkpoints carry.
+
+    From pretrained weights: their architecture, with a new classifier for the data's classes.
+    """
+    if pretrained is not None:
+        model, weights_meta = pretrained
+        model.reset_classifier(len(data.classes))
+        kwargs = {**weights_meta["arch"], "num_classes": len(data.classes)}
+        if config.dropout is not None:
+            model.dropout.p = kwargs["dropout"] = config.dropout
+        source = f"fine-tuned from {weights_meta['source']} with mobilenet train --out {config.out}"
+    else:
+        overrides = {
+            "width_mult": config.width_mult,
+            "stem_stride": config.stem_stride,
+            "act": config.act,
+            "dropout": config.dropout,
+        }
+        kwargs = {k: v for k, v in overrides.items() if v is not None}
+        kwargs.update(num_classes=len(data.classes), in_chans=data.in_chans)
+        model = create_model(config.model, **kwargs)
+        source = f"trained with mobilenet train --out {config.out}"
+    meta = {
+        "model": "mobilenet_v1" if pretrained is not None else config.model,
+        "kwargs": kwargs,
+        "classes": data.classes,
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "input_size": data.resolution,
+        "in_chans": data.in_chans,
+        "kind": data.kind,
+        "source": source,
+    }
+    return model, meta
+
+
+def _build_ema(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
+    """An EMA of the weights (and BN statistics) whose decay warms up as min(decay, (1 + n) / (10 + n))."""
+    if config.ema_decay is None:
+        return None
+    decay = config.ema_decay
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        if not averaged[0].is_floating_point():  # BN's batch counters: copied
+            torch._foreach_copy_(averaged, current)
+            return
+        step_decay = min(decay, float(1 + num_averaged) / float(10 + num_averaged))
+        torch._foreach_lerp_(averaged, current, 1 - step_decay)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def _freeze_body(model: nn.Module) -> list[nn.Parameter]:
+    """For a fine-tuning warm-up: BN statistics fixed everywhere; returns all but the classifier's parameters."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    head = {id(p) for p in model.classifier.parameters()}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+def _workers(config: TrainConfig, data: DataBundle) -> int:
+    """Loader processes: none for in-memory small images (cheap transforms), else up to 4 per GPU/CPU."""
+    if config.workers >= 0:
+        return config.workers
+    if data.kind == "small":
+        return 0
+    return min(4, max(1, (torch.get_num_threads() or 1) // 2))
+
+
+def _eval_loader(dataset: Dataset, batch_size: int, rt: Runtime, workers: int) -> DataLoader:
+    sampler = GlobalBatchSampler(len(dataset), batch_size, rt.rank, rt.world_size, shuffle=False)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _seed_epoch(seed: int, epoch: int, rank: int, loader: DataLoader) -> None:
+    """Seed everything random in this epoch from (seed, epoch, rank) alone."""
+    epoch_seed = (seed * 1_000_003 + epoch * 7_919 + rank) % 2**63
+    _seed(epoch_seed)
+    loader.generator = torch.Generator().manual_seed(epoch_seed)
+
+
+def _evaluate(model: nn.Module, loader: DataLoader, classes: list[str], config: TrainConfig, rt: Runtime) -> EvalResult:
+    return evaluate(model, loader, classes, rt.device, config.amp, config.channels_last, reduce=all_reduce_sum)
+
+
+def _val_record(prefix: str, result: EvalResult) -> dict[str, float]:
+    return {f"{prefix}_loss": result.loss, f"{prefix}_top1": result.top1, f"{prefix}_top5": result.top5}
+
+
+def _best_candidate(record: dict[str, Any], candidates: dict[str, nn.Module]) -> tuple[str, float]:
+    """Which weights (model or EMA) scored best on validation this epoch; without validation, the model."""
+    scores = {"model": record.get("val_top1", -1.0)}
+    if "ema" in candidates:
+        scores["ema"] = record.get("ema_val_top1", -1.0)
+    source = max(scores, key=lambda k: scores[k])
+    return source, scores[source]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+def _rng_states() -> dict[str, Any]:
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _state(
+    epoch: int,
+    model: nn.Module,
+    ema: AveragedModel | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    best_top1: float,
+    data: DataBundle,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """Everything ``--resume`` needs, as tensors and plain containers."""
+    return {
+        "epoch": epoch + 1,
+        "step": scheduler.last_epoch,
+        "model": model.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "best_top1": best_top1,
+        "rng": _rng_states(),
+        "classes": data.classes,
+        "config": json.loads(config.to_json()),
+    }
+
+
+def _restore(
+    out: Path,
+    model: nn.Module,
+    ema: AveragedModel | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+) -> tuple[int, float]:
+    """Load the ``last`` resume state into the freshly built objects; returns (epoch, best)."""
+    state = ckpt.load_state(out, "last")
+    model.load_state_dict(state["model"])
+    if ema is not None and state["ema"] is not None:
+        ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    return int(state["epoch"]), float(state["best_top1"])
+
+
+def _truncate_metrics(path: Path, epochs: int) -> None:
+    """Drop metric lines of epochs after the checkpoint (written before a crash), keeping the rest."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epochs]
+        ckpt.atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def _progress(steps: int, epoch: int, config: TrainConfig, rt: Runtime) -> Any:
+    if not (config.progress and rt.is_main):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", dynamic_ncols=True, leave=False)
+
+
+class _Logger:
+    """``metrics.jsonl`` (one line per epoch), a one-line summary on stdout, TensorBoard if installed."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.path, self.enabled, self.board = out / "metrics.jsonl", enabled, None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.board = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                self.board = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        parts = [
+            f"epoch {record['epoch']}",
+            f"loss {record['train_loss']:.4f}",
+            f"train {100 * record['train_top1']:.2f}%",
+        ]
+        for key in ("val_top1", "ema_val_top1"):
+            if key in record:
+                parts.append(f"{key.removesuffix('_top1')} {100 * record[key]:.2f}%")
+        parts += [f"{record['images_per_s']:.0f} img/s", f"{record['seconds']:.0f}s"]
+        print(" | ".join(parts), flush=True)
+        if self.board is not None:
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, float) and math.isfinite(value):
+                    self.board.add_scalar(key, value, record["epoch"])
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()

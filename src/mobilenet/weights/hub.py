@@ -1,0 +1,101 @@
+"""Tags for published weights: ``timm``, ``hf`` and ``keras``, optionally ``TAG:VARIANT``.
+
+- ``timm`` / ``timm:mobilenetv1_100h``: timm's weights (``mobilenetv1_100``, ``_100h``,
+  ``_125``; default tag ``ra4_e3600_r224_in1k``) from the Hugging Face Hub, via huggingface_hub.
+- ``hf`` / ``hf:google/mobilenet_v1_0.75_192``: a transformers checkpoint folder, via
+  huggingface_hub (default ``google/mobilenet_v1_1.0_224``).
+- ``keras`` / ``keras:0.75_192`` / ``keras:0.75_192_no_top``: Keras's published ``.h5`` files,
+  downloaded once into ``$MOBILENET_CACHE`` (default ``~/.cache/mobilenet``).
+
+Offline, each raises a :class:`WeightsError` naming the file to fetch and how to pass it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from mobilenet.errors import WeightsError
+from mobilenet.weights.formats import atomic_write, one_line, optional_import
+
+TAGS = ("timm", "hf", "keras")
+DEFAULT_VARIANTS = {"timm": "mobilenetv1_100", "hf": "google/mobilenet_v1_1.0_224", "keras": "1.0_224"}
+TIMM_TAG = "ra4_e3600_r224_in1k"
+HF_FILES = ("config.json", "preprocessor_config.json", "model.safetensors")
+KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
+KERAS_ALPHAS = {"1.0": "1_0", "0.75": "7_5", "0.5": "5_0", "0.50": "5_0", "0.25": "2_5"}
+KERAS_SIZES = ("224", "192", "160", "128")
+
+
+def is_tag(source: str) -> bool:
+    """Whether ``source`` names published weights (``timm``, ``hf:...``) rather than a path."""
+    return source.partition(":")[0] in TAGS
+
+
+def resolve(tag: str) -> Path:
+    """The local file or folder of a tag's weights, downloaded if needed."""
+    kind, _, variant = tag.partition(":")
+    variant = variant or DEFAULT_VARIANTS[kind]
+    if kind == "timm":
+        name = variant if "." in variant else f"{variant}.{TIMM_TAG}"
+        url = f"https://huggingface.co/timm/{name}/resolve/main/model.safetensors"
+        return _fetch(tag, url, "the file's path", lambda: _hub_file(f"timm/{name}", "model.safetensors"))
+    if kind == "hf":
+        url = f"https://huggingface.co/{variant}/tree/main ({', '.join(HF_FILES)})"
+        return _fetch(tag, url, "the path of a folder holding them", lambda: _hub_folder(variant))
+    filename = _keras_filename(variant)
+    return _fetch(tag, KERAS_URL + filename, "the file's path", lambda: _download(KERAS_URL + filename, filename))
+
+
+def _fetch(tag: str, url: str, what: str, download: Callable[[], Path]) -> Path:
+    """Run ``download``; offline, an error that says which file to get and how to pass it."""
+    try:
+        return download()
+    except OSError as err:  # no network (huggingface_hub and urllib errors are OSErrors)
+        raise WeightsError(
+            f"cannot download the weights for {tag!r} ({one_line(err)[:120]}): on a machine with internet get "
+            f"{url} and pass {what} instead of {tag!r}"
+        ) from err
+
+
+def _hub_file(repo: str, filename: str) -> Path:
+    return Path(optional_import("huggingface_hub").hf_hub_download(repo, filename))
+
+
+def _hub_folder(repo: str) -> Path:
+    return Path(optional_import("huggingface_hub").snapshot_download(repo, allow_patterns=list(HF_FILES)))
+
+
+def _keras_filename(variant: str) -> str:
+    """``mobilenet_7_5_192_tf.h5`` for ``0.75_192``; ``..._tf_no_top.h5`` for ``0.75_192_no_top``."""
+    alpha, _, rest = variant.partition("_")
+    size, _, top = rest.partition("_")
+    if alpha not in KERAS_ALPHAS or size not in KERAS_SIZES or top not in ("", "no_top"):
+        raise WeightsError(
+            f"unknown Keras variant {variant!r}: expected ALPHA_SIZE[_no_top] with ALPHA one of "
+            f"{', '.join(KERAS_ALPHAS)} and SIZE one of {', '.join(KERAS_SIZES)}, e.g. keras:0.75_192"
+        )
+    return f"mobilenet_{KERAS_ALPHAS[alpha]}_{size}_tf{'_no_top' if top else ''}.h5"
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: ``$MOBILENET_CACHE`` or ``~/.cache/mobilenet``."""
+    return Path(os.environ.get("MOBILENET_CACHE") or Path.home() / ".cache" / "mobilenet")
+
+
+def _download(url: str, filename: str) -> Path:
+    """``url`` into the cache (once), written atomically."""
+    target = cache_dir() / filename
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def fetch(tmp: Path) -> None:
+        with urllib.request.urlopen(url, timeout=60) as response, tmp.open("wb") as out:
+            shutil.copyfileobj(response, out)
+
+    atomic_write(target, fetch)
+    return target

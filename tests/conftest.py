@@ -1,0 +1,29 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only shared data folder (``$MOBILENET_DATA``, else ``../shared/data``); skips when absent."""
+    folder = Path(os.environ.get("MOBILENET_DATA") or REPO_ROOT.parent / "shared" / "data")
+    if not folder.is_dir():
+        pytest.skip(f"shared data folder {folder} not found (set MOBILENET_DATA)")
+    return folder
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_mobilenet_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Decoded-image caches and downloads of the whole suite go to a temporary folder, never ~/.cache."""
+    folder = tmp_path_factory.mktemp("mobilenet-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOBILENET_CACHE", str(folder))
+        yield folder

@@ -1,0 +1,267 @@
+"""Training: optimiser groups, schedules, sampler, exact resume, NaN handling, DDP equivalence, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from torch import nn
+
+from mobilenet.cli import main
+from mobilenet.models import MobileNetV1
+from mobilenet.training import TrainConfig, TrainingError, load_model, resolve_config, train
+from mobilenet.training.config import RECIPES
+from mobilenet.training.distributed import GlobalBatchSampler
+from mobilenet.training.optim import RMSpropTF, build_optimizer, lr_factor, param_groups
+
+CLASSES = ("circle", "square", "stripe")
+TIMED_KEYS = {"images_per_s", "seconds"}
+
+
+def _make_folder(root: Path, per_class: int = 8, size: int = 32, seed: int = 0) -> Path:
+    """A tiny learnable image folder: each class a different colour pattern plus noise."""
+    generator = torch.Generator().manual_seed(seed)
+    for index, name in enumerate(CLASSES):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            image = torch.rand(size, size, 3, generator=generator) * 60
+            image[..., index] += 150
+            Image.fromarray(image.to(torch.uint8).numpy()).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _make_folder(tmp_path_factory.mktemp("tiny"), per_class=16)
+
+
+def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
+    values = {
+        "data": str(data),
+        "val_data": str(data),
+        "out": str(out),
+        "model": "mobilenet_v1",
+        "width_mult": 0.25,
+        "stem_stride": 1,
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 0.05,
+        "warmup_epochs": 0.5,
+        "ema_decay": 0.9,
+        "random_erasing": 0.5,
+        "device": "cpu",
+        "progress": False,
+        "seed": 3,
+        "workers": 0,
+    }
+    return TrainConfig(**{**values, **overrides})
+
+
+def _metrics(out: Path) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMED_KEYS} for line in lines]
+
+
+# ------------------------------------------------------------------------ optimiser, schedule
+
+
+def _ids(groups: list[dict], **match: object) -> set[int]:
+    return {id(p) for g in groups if all(g[k] == v for k, v in match.items()) for p in g["params"]}
+
+
+def test_weight_decay_groups_follow_the_paper() -> None:
+    model = MobileNetV1(num_classes=10, width_mult=0.25)
+    config = TrainConfig()
+    groups = param_groups(model, config)
+    decayed, plain = _ids(groups, weight_decay=config.weight_decay), _ids(groups, weight_decay=0.0)
+    dw = model.blocks[0].dw.conv.weight
+    pw = model.blocks[0].pw.conv.weight
+    assert id(pw) in decayed and id(model.classifier.weight) in decayed
+    assert {id(dw), id(model.blocks[0].dw.bn.weight), id(model.classifier.bias)} <= plain
+    assert len(decayed) + len(plain) == len(list(model.parameters()))
+    everything = param_groups(model, TrainConfig(decay_bn=True, decay_bias=True, decay_depthwise=True))
+    assert _ids(everything, weight_decay=0.0) == set()
+
+
+def test_body_learning_rate_scale() -> None:
+    model = MobileNetV1(num_classes=10, width_mult=0.25)
+    groups = param_groups(model, TrainConfig(lr=0.1, body_lr_scale=0.1))
+    assert _ids(groups, lr=0.1) == {id(p) for p in model.classifier.parameters()}
+    assert id(model.stem.conv.weight) in _ids(groups, lr=pytest.approx(0.01))
+
+
+def test_schedules() -> None:
+    cosine = lr_factor(TrainConfig(epochs=10, warmup_epochs=1, lr=0.1, min_lr=0.001), steps_per_epoch=10)
+    assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0)
+    assert cosine(55) == pytest.approx(0.01 + 0.99 * 0.5, rel=1e-6)  # halfway through the cosine
+    assert cosine(100) == pytest.approx(0.01)
+    tfslim = lr_factor(TrainConfig(schedule="exponential", epochs=10), steps_per_epoch=4)
+    assert [tfslim(s) for s in (0, 9, 10, 20)] == pytest.approx([1.0, 1.0, 0.94, 0.94**2])
+    step = lr_factor(TrainConfig(schedule="step", step_epochs=3, step_gamma=0.5), steps_per_epoch=1)
+    assert [step(s) for s in (2, 3, 6)] == [1.0, 0.5, 0.25]
+
+
+def test_rmsprop_tf_epsilon_inside_the_root() -> None:
+    param = nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = RMSpropTF([param], lr=0.1, alpha=0.9, eps=1.0, momentum=0.5)
+    param.grad = torch.tensor([0.5, 1.0])
+    optimizer.step()
+    square = 0.9 * 1.0 + 0.1 * param.grad**2  # TF starts the mean square at 1
+    expected = torch.tensor([1.0, -2.0]) - 0.1 * param.grad / (square + 1.0).sqrt()
+    torch.testing.assert_close(param.data, expected)
+    assert isinstance(build_optimizer(MobileNetV1(width_mult=0.25), TrainConfig(optimizer="rmsprop")), RMSpropTF)
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_data_order_does_not_depend_on_process_count(world_size: int) -> None:
+    single = GlobalBatchSampler(50, 8, seed=5)
+    shards = [GlobalBatchSampler(50, 8, rank, world_size, seed=5) for rank in range(world_size)]
+    for sampler in (single, *shards):
+        sampler.set_epoch(2)
+    joined = [[i for part in parts for i in part] for parts in zip(*(list(s) for s in shards), strict=True)]
+    assert joined == list(single) and len(joined) == 6
+    single.set_epoch(3)
+    assert list(single) != joined
+
+
+def test_recipes_resolve_and_flags_override() -> None:
+    config = resolve_config("fashion-mnist", epochs=3, out="x")
+    assert config.epochs == 3 and config.data == "fashion-mnist" and config.recipe == "fashion-mnist"
+    assert config.stem_stride == RECIPES["fashion-mnist"]["stem_stride"]
+
+
+# ------------------------------------------------------------------------ runs on tiny data
+
+
+def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    train(_config(tiny_data, straight))
+    stopped = tmp_path / "stopped"
+    train(_config(tiny_data, stopped, stop_after=1))
+    assert len(_metrics(stopped)) == 1
+    assert main(["train", "--resume", str(stopped)]) == 0
+    assert _metrics(stopped) == _metrics(straight)
+    a, b = load_file(straight / "last.safetensors"), load_file(stopped / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    state = torch.load(stopped / "last.state.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["classes"] == list(CLASSES) and state["ema"] is not None
+
+
+def test_run_outputs(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    record = train(_config(tiny_data, out, epochs=4, random_erasing=0.0))
+    metrics = _metrics(out)
+    required = {"epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "ema_val_top1"}
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4] and required <= metrics[0].keys()
+    assert record["train_top1"] >= 0.75 and record["train_loss"] < metrics[0]["train_loss"]  # it learns
+    assert 0 <= record["val_top1"] <= record["val_top5"] == 1.0  # 3 classes: top-5 covers all
+    assert json.loads((out / "config.json").read_text())["batch_size"] == 8
+    model, meta = load_model(out)
+    assert meta["classes"] == list(CLASSES) and meta["kwargs"]["width_mult"] == 0.25
+    assert isinstance(model, MobileNetV1) and model.classifier.out_features == 3
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "nan"
+    train(_config(tiny_data, out, stop_after=1))
+    before = (out / "last.safetensors").read_bytes()
+    from mobilenet.training import loop
+
+    real = loop.F.cross_entropy
+    monkeypatch.setattr(loop.F, "cross_entropy", lambda *a, **k: real(*a, **k) * math.nan)
+    with pytest.raises(TrainingError, match="loss became nan at epoch 2, step 1"):
+        train(_config(tiny_data, out), resume=True)
+    assert (out / "last.safetensors").read_bytes() == before
+
+
+def test_eval_and_predict_cli(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    train(_config(tiny_data, out, epochs=1))
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out), "--data", str(tiny_data), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 48 and 0 <= result["top1"] <= result["top5"] <= 1
+    assert set(result["per_class"]) == set(CLASSES) and Path(result["confusion_png"]).stat().st_size > 1000
+    assert main(["predict", str(tiny_data / "square"), "--checkpoint", str(out), "--topk", "2", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 16 and lines[0]["file"].endswith("0.png")
+    top = lines[0]["topk"]
+    assert len(top) == 2 and top[0]["prob"] >= top[1]["prob"] and top[0]["label"] in CLASSES
+    assert CLASSES[top[0]["index"]] == top[0]["label"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--data", "/nonexistent/folder", "--out", "{tmp}/o"], "/nonexistent/folder"),
+        (["train", "--data", "{data}", "--out", "/proc/forbidden"], "cannot write to --out"),
+        (["train", "--resume", "{tmp}"], "cannot resume"),
+        (["train", "--data", "{data}", "--out", "{tmp}/o", "--optimizer", "adam"], "--optimizer must be one of"),
+        (["eval", "--checkpoint", "{tmp}", "--data", "{data}"], "no checkpoint at"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    argv: list[str], message: str, tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [a.format(tmp=tmp_path, data=tiny_data) for a in argv]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_refuses_to_overwrite_a_run(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(_config(tiny_data, out, epochs=1))
+    with pytest.raises(Exception, match="already holds a training run"):
+        train(_config(tiny_data, out, epochs=1))
+
+
+def _noise_folder(root: Path, per_class: int = 16) -> Path:
+    """Full-range noise images: well-conditioned batch statistics (no dead channels at init)."""
+    generator = torch.Generator().manual_seed(0)
+    for name in CLASSES:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = (torch.rand(32, 32, 3, generator=generator) * 255).to(torch.uint8)
+            Image.fromarray(pixels.numpy()).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path: Path) -> None:
+    """DDP under torchrun (gloo, 2 CPU processes, sync BN) ends where 1 process with the same global batch does.
+
+    A small learning rate: at initialisation a deep BN network is sensitive enough that float
+    rounding (1e-7) grows beyond 1e-4 within a few steps at large rates, whatever the launcher.
+    """
+    data = _noise_folder(tmp_path / "noise")
+    common = [
+        "-m", "mobilenet", "train", "--data", str(data), "--model", "mobilenet_v1", "--width-mult", "0.25",
+        "--stem-stride", "1", "--epochs", "1", "--batch-size", "16", "--lr", "0.0005", "--no-augment", "--dropout", "0",
+        "--sync-bn", "--seed", "1", "--device", "cpu", "--no-progress", "--steps-per-epoch", "3", "--workers", "0",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = tmp_path / "one"
+    subprocess.run([sys.executable, *common, "--out", str(one)], check=True, env=env, capture_output=True)
+    two = tmp_path / "two"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    subprocess.run([*launcher, *common, "--out", str(two)], check=True, env=env, capture_output=True)
+    a, b = load_file(one / "last.safetensors"), load_file(two / "last.safetensors")
+    torch.manual_seed(1)  # the run's initial weights (seed 1)
+    start = MobileNetV1(num_classes=3, width_mult=0.25, stem_stride=1, dropout=0).state_dict()
+    moved = (a["blocks.0.pw.conv.weight"] - start["blocks.0.pw.conv.weight"]).abs().max().item()
+    assert moved > 1e-3  # three real optimisation steps happened
+    differences = {k: (a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point()}
+    assert max(differences.values()) <= 1e-4, sorted(differences.items(), key=lambda kv: -kv[1])[:3]
