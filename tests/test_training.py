@@ -265,3 +265,29 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
     assert moved > 1e-3  # three real optimisation steps happened
     differences = {k: (a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point()}
     assert max(differences.values()) <= 1e-4, sorted(differences.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_fine_tuning_from_pretrained_weights(tiny_data: Path, tmp_path: Path) -> None:
+    """--weights: a new classifier for the data's classes, the body frozen for --freeze-epochs."""
+    from mobilenet.models import create_model
+    from mobilenet.weights import save_native
+
+    torch.manual_seed(5)
+    pretrained = create_model("mobilenet_v1", width_mult=0.25, num_classes=7, padding="tf_same")
+    source = save_native(
+        pretrained, {"classes": None, "mean": [0.5] * 3, "std": [0.5] * 3, "input_size": 32}, tmp_path / "p.safetensors"
+    )
+    out = tmp_path / "ft"
+    config = _config(tiny_data, out, weights=str(source), freeze_epochs=1, stop_after=1, body_lr_scale=0.1)
+    config.width_mult = config.stem_stride = None
+    train(config)
+    tuned, meta = load_model(out, "last")
+    assert meta["kwargs"]["padding"] == "tf_same" and meta["kwargs"]["num_classes"] == 3
+    assert meta["mean"] == [0.5] * 3 and meta["input_size"] == 32
+    before, after = pretrained.state_dict(), tuned.state_dict()
+    body = [k for k in before if not k.startswith("classifier")]
+    assert all(torch.equal(before[k], after[k]) for k in body)  # frozen: weights and BN statistics
+    assert tuned.classifier.out_features == 3
+    train(_config(tiny_data, out, weights=str(source), freeze_epochs=1, width_mult=None, stem_stride=None), resume=True)
+    moved = load_file(out / "last.safetensors")
+    assert not torch.equal(moved["blocks.0.pw.conv.weight"], before["blocks.0.pw.conv.weight"])

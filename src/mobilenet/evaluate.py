@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -46,10 +47,16 @@ class EvalResult:
         return self.loss_sum / max(self.n, 1)
 
     def per_class(self) -> dict[str, float | None]:
-        """Accuracy of each class (None for a class with no image)."""
+        """Accuracy of each class (None for a class with no image).
+
+        A name that occurs twice (ImageNet has two "crane" and two "maillot") gets its index appended.
+        """
         totals = self.confusion.sum(1)
+        seen = Counter(self.classes)
         return {
-            name: (float(self.confusion[i, i]) / int(totals[i]) if totals[i] else None)
+            (name if seen[name] == 1 else f"{name} (#{i})"): (
+                float(self.confusion[i, i]) / int(totals[i]) if totals[i] else None
+            )
             for i, name in enumerate(self.classes)
         }
 

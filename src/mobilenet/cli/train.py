@@ -71,6 +71,7 @@ BOOL_FLAGS: dict[str, str] = {
     "channels_last": "channels_last memory format",
     "compile": "torch.compile the model",
     "sync_bn": "synchronised batch norm across processes",
+    "freeze_bn": "fixed BN statistics (default: on when fine-tuning --weights)",
     "download": "let torchvision download fashion-mnist / cifar10",
     "strict": "a corrupt image is an error instead of a warning",
     "progress": "progress bar",

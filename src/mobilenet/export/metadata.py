@@ -25,8 +25,8 @@ from torch import nn
 from mobilenet.data.transforms import adapt_stats
 from mobilenet.errors import ExportError
 from mobilenet.export.fold import check_exportable
+from mobilenet.fileio import atomic_write
 from mobilenet.models.registry import IMAGENET_MEAN, IMAGENET_STD
-from mobilenet.training.checkpoint import atomic_write
 from mobilenet.weights.imagenet import classes_for
 
 

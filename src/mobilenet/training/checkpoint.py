@@ -11,9 +11,6 @@ Every file is written atomically: a temporary file in the same folder, then a re
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from mobilenet.errors import MobileNetError
+from mobilenet.fileio import atomic_write
 from mobilenet.models import create_model
 
 TAGS = ("last", "best")
@@ -31,24 +29,6 @@ META_KEY = "mobilenet"
 
 class CheckpointError(MobileNetError):
     """A checkpoint folder or file that is missing, incomplete or unreadable."""
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def save_weights(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:

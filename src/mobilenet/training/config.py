@@ -47,6 +47,7 @@ class TrainConfig:
     weights: str | None = None  # pretrained weights to fine-tune (any format mobilenet.weights reads)
     freeze_epochs: int = 0  # fine-tuning: train only the new classifier for this many epochs
     body_lr_scale: float = 1.0  # fine-tuning: the body's learning rate as a fraction of --lr
+    freeze_bn: bool | None = None  # keep BN statistics fixed (None: yes when fine-tuning --weights)
     # optimisation
     epochs: int = 10
     batch_size: int = 128  # global: split across processes

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from mobilenet.data import DataBundle, build_batch_mix, eval_transform, load_data, train_transform
 from mobilenet.errors import ConfigError, MobileNetError
 from mobilenet.evaluate import EvalResult, autocast, evaluate
+from mobilenet.fileio import atomic_write_text
 from mobilenet.models import create_model
 from mobilenet.training import checkpoint as ckpt
 from mobilenet.training.config import TrainConfig
@@ -181,6 +182,8 @@ def _train_epoch(
     steps: int,
 ) -> EpochStats:
     forward_model.train()
+    if config.freeze_bn or (config.freeze_bn is None and config.weights):
+        _fix_bn_statistics(model)
     frozen = _freeze_body(model) if epoch < config.freeze_epochs else None
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, images
@@ -270,7 +273,7 @@ def _prepare_output(out: Path, config: TrainConfig, resume: bool) -> None:
         raise ConfigError(f"cannot write to --out {out}: {err.strerror}; choose a writable folder") from err
     if not resume and (out / "last.safetensors").exists():
         raise ConfigError(f"{out} already holds a training run: use --resume {out} to continue it, or another --out")
-    ckpt.atomic_write_text(out / "config.json", config.to_json())
+    atomic_write_text(out / "config.json", config.to_json())
 
 
 def _load_pretrained(config: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
@@ -347,11 +350,20 @@ def _build_ema(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
-def _freeze_body(model: nn.Module) -> list[nn.Parameter]:
-    """For a fine-tuning warm-up: BN statistics fixed everywhere; returns all but the classifier's parameters."""
+def _fix_bn_statistics(model: nn.Module) -> None:
+    """BN normalises with its running statistics and stops updating them (its scale and shift still learn).
+
+    Needed to fine-tune weights whose BN was folded into the convolutions (Google's TFLite models:
+    identity statistics), and the usual choice for small data sets.
+    """
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
+
+
+def _freeze_body(model: nn.Module) -> list[nn.Parameter]:
+    """For a fine-tuning warm-up: BN statistics fixed everywhere; returns all but the classifier's parameters."""
+    _fix_bn_statistics(model)
     head = {id(p) for p in model.classifier.parameters()}
     return [p for p in model.parameters() if id(p) not in head]
 
@@ -460,7 +472,7 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
     """Drop metric lines of epochs after the checkpoint (written before a crash), keeping the rest."""
     if path.is_file():
         lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epochs]
-        ckpt.atomic_write_text(path, "".join(line + "\n" for line in lines))
+        atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def _progress(steps: int, epoch: int, config: TrainConfig, rt: Runtime) -> Any:

@@ -11,13 +11,10 @@ ever runs.
 from __future__ import annotations
 
 import importlib
-import os
 import pickle
 import re
 import struct
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -128,18 +125,6 @@ def _state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                 return _state_dict(obj[key], path)
     found = f"a dict with keys {', '.join(map(str, list(obj)[:5]))}" if isinstance(obj, dict) else type(obj).__name__
     raise WeightsError(f"{path}: expected a state dict of tensors, found {found}")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path`` (removed on failure)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def one_line(err: BaseException) -> str:

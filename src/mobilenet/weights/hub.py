@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mobilenet.errors import WeightsError
-from mobilenet.weights.formats import atomic_write, one_line, optional_import
+from mobilenet.fileio import atomic_write
+from mobilenet.weights.formats import one_line, optional_import
 
 TAGS = ("timm", "hf", "keras")
 DEFAULT_VARIANTS = {"timm": "mobilenetv1_100", "hf": "google/mobilenet_v1_1.0_224", "keras": "1.0_224"}

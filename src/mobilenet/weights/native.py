@@ -21,8 +21,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from mobilenet.errors import WeightsError
+from mobilenet.fileio import atomic_write
 from mobilenet.models.registry import get_model_info
-from mobilenet.weights.formats import atomic_write, read_safetensors
+from mobilenet.weights.formats import read_safetensors
 from mobilenet.weights.layouts import Converted
 
 META_KEY = "mobilenet"
