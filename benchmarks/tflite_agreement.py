@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mobilenet.fileio import atomic_write
 from mobilenet.weights import load_weights
-from mobilenet.weights.formats import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MOBILENET_DATA") or ROOT.parent / "shared" / "data")
