@@ -8,6 +8,7 @@ Several nodes:          ``torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend 
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import fields
 
 from mobilenet.errors import ConfigError
@@ -103,6 +104,6 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         config = resolve_config(args.recipe, **given)
     result = train(config, resume=bool(args.resume))
-    if result:
+    if result and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"done: checkpoints in {config.out} (best.safetensors, last.safetensors), metrics in metrics.jsonl")
     return 0
