@@ -291,9 +291,3 @@ def _model_checks() -> Iterator[Check]:
 def paper_checks() -> list[Check]:
     """Every cost figure of the paper (Tables 1-9) and of TF-slim's table, against ours."""
     return [*_table1_checks(), *_table2_checks(), *_table3_checks(), *_model_checks()]
-
-
-def fmt_count(value: float) -> str:
-    """A count in millions with sensible precision (``569.0M``, ``0.47M``)."""
-    millions = value / 1e6
-    return f"{millions:.2f}M" if millions < 10 else f"{millions:.1f}M"
