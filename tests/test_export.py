@@ -215,6 +215,25 @@ def test_int8_quantization_keeps_accuracy(google_onnx: tuple, shared_data: Path,
     assert float32.top1 - int8.top1 <= 0.03
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["pt2", "executorch"])
+def test_pt2e_int8_keeps_accuracy(fmt: str, google_onnx: tuple, shared_data: Path, tmp_path: Path) -> None:
+    """PT2E int8 (x86 for .pt2, XNNPACK for .pte) of Google's 0.25-128 weights on the ImageNet sample."""
+    pytest.importorskip("torchao")
+    if fmt == "executorch":
+        pytest.importorskip("executorch")
+    model, meta, path = google_onnx
+    sample = shared_data / "imagenet-val-sample"
+    out = tmp_path / f"int8.{fmt}"
+    info = export(model, out, fmt, meta=meta, int8=True, calib_data=sample, calib_images=32)
+    assert info["int8"]["calib_images"] == 32
+    data, classes = load_eval_folder(str(sample), 128, 3, info["mean"], info["std"], info["classes"][1:])
+    batches = list(torch.utils.data.DataLoader(data, batch_size=50))
+    float32, int8 = (evaluate(load_exported(file)[0], batches, classes) for file in (path, out))
+    assert float32.n == int8.n == 300
+    assert float32.top1 - int8.top1 <= 0.03
+
+
 # --- command line ----------------------------------------------------------------------------
 
 
@@ -286,7 +305,7 @@ def test_cli_executorch_export_runs_like_pytorch(checkpoint: tuple[Path, Path], 
 
     runtime, _ = load_exported(out)
     model = random_model(num_classes=2, seed=1)  # the checkpoint's model
-    for batch in (1, 3):
+    for batch in (1, 3, 20):  # 16 and more once failed in ExecuTorch's runtime (see pte_program)
         x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
         with torch.no_grad():
             expected, got = model(x), runtime(x)
@@ -295,9 +314,56 @@ def test_cli_executorch_export_runs_like_pytorch(checkpoint: tuple[Path, Path], 
     exported = run_json(capsys, ["eval", "--exported", str(out), "--data", str(data), "--json"])
     original = run_json(capsys, ["eval", "--checkpoint", str(run), "--data", str(data), "--json"])
     assert (exported["n"], exported["top1"], exported["per_class"]) == (8, original["top1"], original["per_class"])
-    fails(
-        capsys, ["export", "--checkpoint", str(run), "--format", "executorch", "--out", str(out), "--int8"], "onnx only"
-    )
+
+    int8 = tmp_path / "int8.pte"
+    argv = ["export", "--checkpoint", str(run), "--format", "executorch", "--out", str(int8), "--int8"]
+    info = run_json(capsys, [*argv, "--calib-data", str(data), "--calib-images", "8", "--json"])
+    assert info["int8"]["format"] == "PT2E (XNNPACKQuantizer)" and info["int8"]["calib_images"] == 8
+    result = run_json(capsys, ["eval", "--exported", str(int8), "--data", str(data), "--json"])
+    assert result["n"] == 8 and set(result["per_class"]) == set(CLASSES)
+
+
+@pytest.mark.slow
+def test_cli_pt2_export_float_and_int8(checkpoint: tuple[Path, Path], tmp_path, capsys) -> None:
+    """``--format pt2``: the float program equals PyTorch; the int8 one (PT2E, x86) is evaluated like it."""
+    pytest.importorskip("torchao")
+    run, data = checkpoint
+    out = tmp_path / "model.pt2"
+    info = run_json(capsys, ["export", "--checkpoint", str(run), "--format", "pt2", "--out", str(out), "--json"])
+    assert read_exported_meta(out) == {k: v for k, v in info.items() if k not in ("out", "format")}
+    runtime, meta = load_exported(out)
+    assert meta["classes"] == CLASSES
+    model = random_model(num_classes=2, seed=1)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (runtime(x) - model(x)).abs().max().item() <= 1e-4
+
+    int8 = tmp_path / "int8.pt2"
+    argv = ["export", "--checkpoint", str(run), "--format", "pt2", "--out", str(int8), "--int8"]
+    info = run_json(capsys, [*argv, "--calib-data", str(data), "--calib-images", "8", "--json"])
+    assert info["int8"]["format"] == "PT2E (X86InductorQuantizer)" and info["int8"]["activations"] == "uint8, 7-bit"
+    result = run_json(capsys, ["eval", "--exported", str(int8), "--data", str(data), "--json"])
+    assert result["n"] == 8 and set(result["per_class"]) == set(CLASSES)
+    fails(capsys, [*argv, "--calib-data", str(data), "--per-tensor"], "per channel only")
+
+
+@pytest.mark.slow
+def test_cli_qat_writes_the_int8_program_it_trained(checkpoint: tuple[Path, Path], tmp_path, capsys) -> None:
+    """``train --qat``: fake-quantized training of a float checkpoint, then its int8 ``.pt2``."""
+    pytest.importorskip("torchao")
+    run, data = checkpoint
+    out = tmp_path / "qat"
+    argv = ["train", "--qat", "--weights", str(run), "--data", str(data), "--val-data", str(data), "--out", str(out)]
+    assert main([*argv, "--epochs", "2", "--batch-size", "4", "--lr", "0.001", "--no-progress"]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and all("val_top1" in r for r in records)
+    assert json.loads((out / "config.json").read_text())["qat"] is True
+    result = run_json(capsys, ["eval", "--exported", str(out / "model_int8.pt2"), "--data", str(data), "--json"])
+    assert result["n"] == 8 and set(result["per_class"]) == set(CLASSES)
+    assert abs(result["top1"] - records[-1]["val_top1"]) <= 1 / 8  # int8 kernels vs their simulation: one image
+    assert read_exported_meta(out / "model_int8.pt2")["int8"]["format"] == "PT2E QAT (X86InductorQuantizer)"
+    fails(capsys, ["train", "--qat", "--data", str(data), "--out", str(tmp_path / "x")], "--qat needs --weights")
 
 
 # --- bad input: one line, exit status 2, no file left behind ---------------------------------

@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from mobilenet.cli import analysis, demo, evaluate, export, train, weights
+from mobilenet.cli import analysis, bench, demo, evaluate, export, train, weights
 from mobilenet.errors import MobileNetError
 
-COMMANDS = (analysis, train, evaluate, weights, export, demo)
+COMMANDS = (analysis, train, evaluate, weights, export, bench, demo)
 EXIT_USAGE = 2
 
 

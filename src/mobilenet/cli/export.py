@@ -13,7 +13,9 @@ from mobilenet.weights import load_weights
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``export`` sub-command."""
-    p = sub.add_parser("export", help="export a checkpoint or weights (BN folded) to ONNX, optionally int8")
+    p = sub.add_parser(
+        "export", help="export a checkpoint or weights (BN folded) to ONNX, ExecuTorch or .pt2, optionally int8"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="DIR", help="training --out folder (best, else last)")
     source.add_argument("--weights", metavar="W", help="weights file or tag, as `mobilenet convert` takes")
@@ -24,6 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-data", metavar="PATH", help="calibration images: a folder or data set, as eval --data")
     p.add_argument("--calib-split", default="train", help="split of --calib-data to calibrate on (default train)")
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES, metavar="N", help="images to calibrate on")
+    p.add_argument(
+        "--per-tensor", action="store_true", help="int8 weights with one scale per tensor (default: per channel)"
+    )
+    p.add_argument(
+        "--reduce-range",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="7-bit weights (onnx) / activations (pt2) against int8 saturation on x86 without VNNI; "
+        "auto: onnx keeps whichever agrees better with the float model on the calibration images, pt2 on",
+    )
     p.add_argument("--data-root", help="where named data sets live")
     p.add_argument("--json", action="store_true", help="print the exported file's metadata as one JSON object")
     p.set_defaults(run=run_export)
@@ -42,6 +54,8 @@ def run_export(args: argparse.Namespace) -> int:
         calib_images=args.calib_images,
         calib_split=args.calib_split,
         data_root=args.data_root,
+        per_channel=not args.per_tensor,
+        reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range],
     )
     if args.json:
         print(json.dumps({"out": str(args.out), "format": args.format, **info}))

@@ -76,6 +76,7 @@ BOOL_FLAGS: dict[str, str] = {
     "download": "let torchvision download fashion-mnist / cifar10",
     "strict": "a corrupt image is an error instead of a warning",
     "progress": "progress bar",
+    "qat": "quantization-aware training of the float --weights; writes <out>/model_int8.pt2",
 }
 
 
@@ -103,6 +104,13 @@ def run_train(args: argparse.Namespace) -> int:
         config.out = args.resume
     else:
         config = resolve_config(args.recipe, **given)
+    if config.qat:
+        if args.resume:
+            raise ConfigError("--qat runs cannot be resumed: start it again")
+        from mobilenet.training.qat import train_qat
+
+        train_qat(config)
+        return 0
     result = train(config, resume=bool(args.resume))
     if result and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"done: checkpoints in {config.out} (best.safetensors, last.safetensors), metrics in metrics.jsonl")

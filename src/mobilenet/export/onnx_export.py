@@ -56,7 +56,7 @@ def export_onnx(
 
 def onnx_proto(graph: nn.Module, resolution: int, opset: int) -> Any:
     """The ``ModelProto`` of an inference model, with a symbolic batch dimension."""
-    example = torch.zeros(2, graph.in_chans, resolution, resolution)
+    example = torch.zeros(2, getattr(graph, "in_chans", 3), resolution, resolution)
     program = torch.onnx.export(
         graph,
         (example,),

@@ -80,19 +80,10 @@ def _run(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
     if rt.is_main:
         _prepare_output(out, config, resume)
     pretrained = _load_pretrained(config) if config.weights else None
-    data = load_data(
-        config.data,
-        val_data=config.val_data,
-        data_root=config.data_root,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-        resolution=config.resolution or (pretrained[1]["input_size"] if pretrained else None),
-        in_chans=config.in_chans or (pretrained[0].in_chans if pretrained else None),
-        augment=config.augment,
-        auto_augment=config.auto_augment,
-        random_erasing=config.random_erasing,
-        download=config.download,
-        strict=config.strict,
+    data = load_training_data(
+        config,
+        config.resolution or (pretrained[1]["input_size"] if pretrained else None),
+        config.in_chans or (pretrained[0].in_chans if pretrained else None),
     )
     if pretrained:
         data = _normalised_like(data, pretrained[1], config)
@@ -162,6 +153,24 @@ def _run(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
             break
     logger.close()
     return record
+
+
+def load_training_data(config: TrainConfig, resolution: int | None, in_chans: int | None) -> DataBundle:
+    """The train / validation data ``config`` names, at ``resolution`` with ``in_chans`` (None: the data's own)."""
+    return load_data(
+        config.data,
+        val_data=config.val_data,
+        data_root=config.data_root,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        resolution=resolution,
+        in_chans=in_chans,
+        augment=config.augment,
+        auto_augment=config.auto_augment,
+        random_erasing=config.random_erasing,
+        download=config.download,
+        strict=config.strict,
+    )
 
 
 # ------------------------------------------------------------------------------ one epoch
