@@ -34,7 +34,7 @@ from mobilenet.errors import ConfigError, ExportError
 from mobilenet.export import compile_for_cpu, inference_model, quantize_pt2e
 from mobilenet.export.executorch_export import load_method, pte_program
 from mobilenet.export.metadata import require
-from mobilenet.export.onnx_export import DEFAULT_OPSET, onnx_proto
+from mobilenet.export.onnx_export import DEFAULT_OPSET, onnx_proto, ort_runner
 from mobilenet.export.quantize import quantize_onnx_file
 from mobilenet.fileio import atomic_write
 from mobilenet.models import create_model, get_model_info
@@ -162,7 +162,7 @@ def build(backend: str, subject: Subject, resolution: int, calib: torch.Tensor, 
             float_path.write_bytes(onnx_proto(subject.graph, resolution, DEFAULT_OPSET).SerializeToString())
         if backend == "onnxruntime-int8":
             quantize_onnx_file(float_path, path, calib, reduce_range=True)
-        return _ort_session(path if backend == "onnxruntime-int8" else float_path, threads)
+        return ort_runner(path if backend == "onnxruntime-int8" else float_path, threads)
     if backend in ("executorch", "executorch-int8"):
         path = work / f"{backend}.pte"
         int8 = calib if backend == "executorch-int8" else None
@@ -178,15 +178,6 @@ def _no_grad(module: nn.Module) -> Run:
             return module(x)
 
     return run
-
-
-def _ort_session(path: Path, threads: int) -> Run:
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x.numpy()})
 
 
 def time_runs(run: Run, x: torch.Tensor, warmup: int, runs: int) -> list[float]:
@@ -231,7 +222,7 @@ def int8_peak(threads: int, size: int = 1024, repeats: int = 10) -> float | None
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "peak.onnx"
         path.write_bytes(model.SerializeToString())
-        run = _ort_session(path, threads)
+        run = ort_runner(path, threads)
     x = torch.randint(0, 256, (size, size), dtype=torch.uint8)
     return 2 * size**3 / statistics.median(time_runs(run, x, 2, repeats))
 

@@ -9,6 +9,7 @@ default because it is the oldest opset the exporter implements (it converts to 1
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +101,28 @@ def read_onnx_meta(path: str | Path) -> dict[str, Any]:
     return json.loads(props[META_KEY])
 
 
+def ort_runner(path: str | Path, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Any ONNX file's first output on a float32 CPU batch, run by ONNX Runtime's CPU provider.
+
+    ``threads`` defaults to PyTorch's intra-op count.
+    """
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # ONNX Runtime's Fail / InvalidGraph carry the reason
+        raise ExportError(f"ONNX Runtime cannot load {path}: {err}") from err
+    name = session.get_inputs()[0].name
+    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
 class OnnxClassifier(ExportedClassifier):
     """An exported ONNX file run by ONNX Runtime (CPU); ``threads`` defaults to PyTorch's intra-op count."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__(read_onnx_meta(path))
-        ort = require("onnxruntime")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # ONNX Runtime's Fail / InvalidGraph carry the reason
-            raise ExportError(f"ONNX Runtime cannot load {path}: {err}") from err
-        self.input_name = self.session.get_inputs()[0].name
+        self.runner = ort_runner(path, threads)
 
     def run(self, images: torch.Tensor) -> torch.Tensor:
-        (logits,) = self.session.run(None, {self.input_name: images.numpy()})
-        return torch.from_numpy(logits)
+        return self.runner(images)

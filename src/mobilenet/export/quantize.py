@@ -20,7 +20,7 @@ import torch
 from mobilenet.data import load_eval_folder
 from mobilenet.errors import ExportError
 from mobilenet.export.metadata import check_writable, require, scratch_folder, write_atomically
-from mobilenet.export.onnx_export import INPUT_NAME, read_onnx_meta, set_meta
+from mobilenet.export.onnx_export import INPUT_NAME, ort_runner, read_onnx_meta, set_meta
 
 DEFAULT_CALIB_IMAGES = 256
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -126,15 +126,10 @@ def quantize_onnx(
 
 def _agreement(float_onnx: Path, int8_onnx: Path, images: torch.Tensor) -> tuple[float, float]:
     """(minus the mean squared logit error, top-1 agreement) of the int8 file with the float one on ``images``."""
-    ort = require("onnxruntime")
     logits = []
     for path in (float_onnx, int8_onnx):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        chunks = [session.run(None, {name: chunk.float().contiguous().numpy()})[0] for chunk in images.split(32)]
-        logits.append(torch.cat([torch.from_numpy(c) for c in chunks]))
+        run = ort_runner(path)
+        logits.append(torch.cat([run(chunk.float().contiguous()) for chunk in images.split(32)]))
     agree = (logits[0].argmax(1) == logits[1].argmax(1)).float().mean().item()
     return -((logits[0] - logits[1]) ** 2).mean().item(), agree
 
