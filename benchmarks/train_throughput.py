@@ -7,6 +7,12 @@ with PIL in every epoch, ``DataLoader`` with default settings, a naive loop. Our
 Both run in the same process, alternating, ``--repeats`` times; the table reports medians and the
 ratio. Results go to stdout and to ``docs/results/train_throughput.md``.
 
+To show how much any loop could gain, the same run also times the bare optimisation step of each
+model on one fixed in-memory batch (no data loading, no augmentation, no logging): the seed
+article's model in NCHW and ours in the given memory format. ``bound`` = our bare step / the seed
+article's whole loop is the most a loop built on these convolution kernels can reach: a data
+pipeline and a loop can only remove the time outside the step.
+
 Run: .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/cifar10/train --resolution 32
      .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/flowers17/train --resolution 224
 """
@@ -25,6 +31,7 @@ import torchvision
 from torch import nn
 from torchvision import transforms
 
+from mobilenet.models import create_model
 from mobilenet.training import resolve_config, train
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results" / "train_throughput.md"
@@ -83,6 +90,23 @@ def baseline_images_per_s(data: str, resolution: int, batch: int, steps: int) ->
     return seen / (time.perf_counter() - start)
 
 
+def bare_step_images_per_s(model: nn.Module, resolution: int, batch: int, steps: int, channels_last: bool) -> float:
+    """Forward, backward and SGD step on one fixed random batch: the convolution kernels' own speed."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images = torch.randn(batch, 3, resolution, resolution).to(memory_format=memory_format)
+    labels = torch.randint(0, 10, (batch,))
+    times = []
+    for _ in range(steps + 1):  # the first step includes start-up; dropped
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times[1:])
+
+
 def ours_images_per_s(data: str, resolution: int, batch: int, steps: int, flags: dict) -> float:
     """Our loop, one capped epoch; the loop's own images/s (data + step time)."""
     with tempfile.TemporaryDirectory() as out:
@@ -112,23 +136,40 @@ def main() -> None:
     args = parser.parse_args()
     flags = json.loads(args.ours)
     torch.manual_seed(0)
-    base, ours = [], []
+    stem_stride = 1 if args.resolution <= 64 else 2
+    num_classes = len(torchvision.datasets.folder.find_classes(args.data)[0])
+    width = float(flags.get("width_mult", 1.0))
+    base, ours, base_step, ours_step = [], [], [], []
     for repeat in range(args.repeats):
         base.append(baseline_images_per_s(args.data, args.resolution, args.batch_size, args.steps))
         ours.append(ours_images_per_s(args.data, args.resolution, args.batch_size, args.steps, flags))
-        print(f"repeat {repeat + 1}: baseline {base[-1]:.1f} img/s, ours {ours[-1]:.1f} img/s", flush=True)
-    b, o = statistics.median(base), statistics.median(ours)
+        seed_model = seed_article_mobilenet(num_classes, stem_stride)
+        our_model = create_model("mobilenet_v1", width_mult=width, num_classes=num_classes, stem_stride=stem_stride)
+        base_step.append(bare_step_images_per_s(seed_model, args.resolution, args.batch_size, args.steps, False))
+        ours_step.append(
+            bare_step_images_per_s(
+                our_model, args.resolution, args.batch_size, args.steps, flags.get("channels_last", False)
+            )
+        )
+        print(
+            f"repeat {repeat + 1}: baseline {base[-1]:.1f} img/s, ours {ours[-1]:.1f} img/s; bare steps "
+            f"{base_step[-1]:.1f} / {ours_step[-1]:.1f} img/s",
+            flush=True,
+        )
+    b, o, bs, os_ = (statistics.median(v) for v in (base, ours, base_step, ours_step))
     row = (
         f"| {Path(args.data).parent.name}/{Path(args.data).name} | {args.resolution} | {args.batch_size} | "
-        f"{b:.1f} | {o:.1f} | {o / b:.2f}x | `{json.dumps(flags)}` | {torch.get_num_threads()} |"
+        f"{b:.1f} | {o:.1f} | {o / b:.2f}x | {bs:.1f} | {os_:.1f} | {os_ / b:.2f}x | `{json.dumps(flags)}` | "
+        f"{torch.get_num_threads()} |"
     )
     header = (
-        "| data | resolution | batch | seed-article img/s | ours img/s | ratio | our flags | threads |\n"
-        + "|---" * 8
-        + "|"
+        "| data | resolution | batch | seed-article img/s | ours img/s | ratio | seed bare step img/s | "
+        "our bare step img/s | bound | our flags | threads |\n" + "|---" * 11 + "|"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    existing = RESULTS.read_text() if RESULTS.exists() else header + "\n"
+    existing = RESULTS.read_text() if RESULTS.exists() else ""
+    if not existing.startswith(header):  # a table of an older layout is replaced, not mixed with
+        existing = header + "\n"
     RESULTS.write_text(existing + row + "\n")
     print(header + "\n" + row)
 

@@ -10,21 +10,18 @@ Every file is written atomically: a temporary file in the same folder, then a re
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from mobilenet.errors import MobileNetError
+from mobilenet.errors import MobileNetError, WeightsError
 from mobilenet.fileio import atomic_write
 from mobilenet.models import create_model
+from mobilenet.weights.native import read_model_file, write_model_file
 
 TAGS = ("last", "best")
-META_KEY = "mobilenet"
 
 
 class CheckpointError(MobileNetError):
@@ -33,18 +30,15 @@ class CheckpointError(MobileNetError):
 
 def save_weights(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     """Weights as safetensors, with ``meta`` (JSON) in the file's metadata."""
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)}))
+    write_model_file(path, model, meta)
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The state dict and metadata of a file written by :func:`save_weights`."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {}).get(META_KEY, "{}"))
-        return load_file(str(path)), meta
-    except (SafetensorError, OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"cannot read weights {path}: {err}") from err
+        return read_model_file(path)
+    except WeightsError as err:
+        raise CheckpointError(f"cannot read weights: {err}") from err
 
 
 def model_from_meta(meta: dict[str, Any]) -> nn.Module:

@@ -50,13 +50,30 @@ def save_native(model: nn.Module, meta: dict[str, Any], path: str | Path) -> Pat
     arch = {**arch, "num_classes": num_classes}
     # "model" + "kwargs" let mobilenet.training.checkpoint.model_from_meta rebuild the model too
     header = {**meta, "arch": arch, "model": meta.get("model", "mobilenet_v1"), "kwargs": arch}
-    text = json.dumps({**header, "format_version": FORMAT_VERSION}, default=list)
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     try:
-        atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={META_KEY: text}))
+        write_model_file(path, model, {**header, "format_version": FORMAT_VERSION})
     except OSError as err:
         raise WeightsError(f"cannot write {path}: {err.strerror or err}") from err
     return path
+
+
+def write_model_file(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """``model``'s state dict as safetensors with ``meta`` (JSON) under :data:`META_KEY`, written atomically.
+
+    The one writer of our weights files: :func:`save_native` and the training checkpoints use it.
+    """
+    text = json.dumps(meta, default=list)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={META_KEY: text}))
+
+
+def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict and the raw JSON metadata of a file :func:`write_model_file` wrote ({} if none)."""
+    tensors, metadata = read_safetensors(path)
+    try:
+        return tensors, json.loads(metadata.get(META_KEY, "{}"))
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path}: corrupt metadata ({err})") from err
 
 
 def is_native(metadata: dict[str, str]) -> bool:
