@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from mobilenet.data import (
     DATASETS,
@@ -25,11 +26,24 @@ from mobilenet.data import (
     sources,
     train_transform,
 )
-from mobilenet.data.transforms import CIFAR10_MEAN, CIFAR10_STD, adapt_stats, eval_resize_size, small_padding
+from mobilenet.data.datasets import InMemoryImages
+from mobilenet.data.transforms import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    SmallAugment,
+    adapt_stats,
+    eval_resize_size,
+    small_padding,
+)
 from mobilenet.errors import BadImageError, ConfigError, DataError
 
 CLASSES = ["cat", "dog", "frog"]
 UNIT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # mean, std that leave pixels at value / 255
+
+
+def unit(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """:data:`UNIT` for ``channels`` channels."""
+    return (0.0,) * channels, (1.0,) * channels
 
 
 @pytest.fixture(autouse=True)
@@ -198,6 +212,64 @@ def test_train_transforms_shapes_ranges_and_options() -> None:
         train_transform("small", 32, *UNIT, auto_augment="auto")
     with pytest.raises(ConfigError, match="random_erasing"):
         train_transform("small", 32, *UNIT, random_erasing=1.5)
+
+
+def _pad_crop_candidates(image: torch.Tensor, padding: int) -> torch.Tensor:
+    """Every window (and its mirror) that pad-and-crop with a flip can produce from ``image``."""
+    size = image.shape[-1]
+    padded = torch.nn.functional.pad(image, (padding,) * 4)
+    windows = [
+        padded[:, top : top + size, left : left + size]
+        for top in range(2 * padding + 1)
+        for left in range(2 * padding + 1)
+    ]
+    return torch.stack(windows + [window.flip(-1) for window in windows])
+
+
+def test_batched_small_augmentation_is_pad_crop_flip_per_image() -> None:
+    torch.manual_seed(0)
+    images = torch.randint(1, 256, (64, 2, 12, 12), dtype=torch.uint8)
+    augment = train_transform("small", 12, *unit(2))
+    assert isinstance(augment, SmallAugment)
+    out = augment.batch(images)
+    assert out.shape == (64, 2, 12, 12) and out.dtype == torch.float32
+    windows = (2 * small_padding(12) + 1) ** 2  # 5 x 5 offsets at 2 px of padding
+    offsets, flips = set(), 0
+    for image, result in zip(images, out, strict=True):
+        candidates = _pad_crop_candidates(image.float() / 255, small_padding(12))
+        matches = [i for i, c in enumerate(candidates) if torch.equal(c, result)]
+        assert matches, "every output is one padded window of its own input, maybe mirrored"
+        offsets.add(matches[0] % windows)
+        flips += matches[0] >= windows
+    assert len(offsets) > 15 and 16 < flips < 48  # the offsets vary; about half the images are mirrored
+    assert augment(images[0]).shape == (2, 12, 12)  # one image is a batch of one
+
+
+def test_batched_random_erasing_draws_rectangles_like_v2() -> None:
+    torch.manual_seed(0)
+    images = torch.full((2000, 1, 28, 28), 255, dtype=torch.uint8)
+    out = SmallAugment(28, *unit(1), random_erasing=0.5).batch(images)
+    padding = small_padding(28)
+    inner = out[:, 0, padding:-padding, padding:-padding]  # never touched by the zero padding
+    erased = (inner == 0).flatten(1).any(1)
+    assert 0.45 < erased.float().mean() < 0.55
+    areas = (out == 0).flatten(1).sum(1).float()
+    # each erased rectangle covers 2-33% of the image (plus at most the padding's zero rows/columns)
+    assert areas[erased].max() <= 0.33 * 28 * 28 + 2 * padding * 28
+    v2_erasing = v2.RandomErasing(p=1.0, value=0)
+    reference = torch.stack([v2_erasing(torch.ones(1, 28, 28)) for _ in range(500)])
+    ours = SmallAugment(28, *unit(1), random_erasing=1.0)._erase(torch.ones(500, 1, 28, 28))
+    mean_ref, mean_ours = (reference == 0).float().mean().item(), (ours == 0).float().mean().item()
+    assert abs(mean_ref - mean_ours) < 0.02  # the same distribution of erased area: ~12% of pixels
+
+
+def test_in_memory_batches_keep_images_and_labels_together() -> None:
+    labels = torch.arange(40) % 10
+    images = (labels * 20 + 10).to(torch.uint8).view(40, 1, 1, 1).expand(40, 1, 16, 16).contiguous()
+    data = InMemoryImages(images, labels, train_transform("small", 16, *unit(1)))
+    loader = torch.utils.data.DataLoader(data, batch_size=8, shuffle=True)
+    for batch, targets in loader:
+        assert torch.allclose(batch.amax((1, 2, 3)), (targets * 20 + 10).float() / 255)
 
 
 def test_batch_mix() -> None:

@@ -23,7 +23,7 @@ from mobilenet.training.distributed import GlobalBatchSampler
 from mobilenet.training.optim import RMSpropTF, build_optimizer, lr_factor, param_groups
 
 CLASSES = ("circle", "square", "stripe")
-TIMED_KEYS = {"images_per_s", "seconds"}
+TIMED_KEYS = {"images_per_s", "seconds", "data_seconds"}
 
 
 def _make_folder(root: Path, per_class: int = 8, size: int = 32, seed: int = 0) -> Path:
@@ -162,6 +162,8 @@ def test_run_outputs(tiny_data: Path, tmp_path: Path) -> None:
     metrics = _metrics(out)
     required = {"epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "ema_val_top1"}
     assert [m["epoch"] for m in metrics] == [1, 2, 3, 4] and required <= metrics[0].keys()
+    timed = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < m["data_seconds"] < m["seconds"] for m in timed)  # the loader's share of the epoch
     assert record["train_top1"] >= 0.75 and record["train_loss"] < metrics[0]["train_loss"]  # it learns
     assert 0 <= record["val_top1"] <= record["val_top5"] == 1.0  # 3 classes: top-5 covers all
     assert json.loads((out / "config.json").read_text())["batch_size"] == 8

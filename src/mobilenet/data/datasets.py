@@ -79,6 +79,14 @@ class InMemoryImages(LabeledImages):
     def image(self, index: int) -> torch.Tensor:
         return self.images[index]
 
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+        """A batch of items (the DataLoader's batch fetch): one batch-wide transform where the transform has one."""
+        batch = getattr(self.transform, "batch", None)
+        if batch is None or not isinstance(self.images, torch.Tensor):
+            return [self[index] for index in indices]
+        chosen = torch.as_tensor(indices, dtype=torch.long)
+        return list(zip(batch(self.images[chosen]).unbind(0), self.labels[chosen].tolist(), strict=True))
+
     def subset(self, indices: torch.Tensor) -> InMemoryImages:
         if isinstance(self.images, torch.Tensor):
             images: Images = self.images[indices]

@@ -51,6 +51,8 @@ class EpochStats:
     top1: float
     images: int
     seconds: float
+    data_seconds: float
+    """Of ``seconds``, the time spent waiting for the data loader (this process's)."""
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -138,7 +140,7 @@ def _run(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
                 ema_result = _evaluate(ema.module, val_loader, data.classes, config, rt)
                 record.update(_val_record("ema_val", ema_result))
                 candidates["ema"] = ema.module
-        record.update(images_per_s=stats.images / stats.seconds, seconds=stats.seconds)
+        record.update(images_per_s=stats.images / stats.seconds, seconds=stats.seconds, data_seconds=stats.data_seconds)
         source, score = _best_candidate(record, candidates)
         if rt.is_main:
             state = _state(epoch, model, ema, optimizer, scheduler, scaler, max(score, best_top1), data, config)
@@ -197,8 +199,10 @@ def _train_epoch(
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, images
     bar = _progress(steps, epoch, config, rt)
-    start = time.perf_counter()
+    start = fetch_start = time.perf_counter()
+    data_seconds = 0.0
     for step, (images, labels) in enumerate(loader):
+        data_seconds += time.perf_counter() - fetch_start
         if step >= steps:
             break
         images = images.to(rt.device, non_blocking=True, memory_format=memory_format)
@@ -225,11 +229,12 @@ def _train_epoch(
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", top1=f"{100 * totals[1] / totals[2]:.2f}%")
+        fetch_start = time.perf_counter()
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
     totals = all_reduce_sum(totals.to(rt.device)).cpu()
-    return EpochStats(float(totals[0] / totals[2]), float(totals[1] / totals[2]), int(totals[2]), seconds)
+    return EpochStats(float(totals[0] / totals[2]), float(totals[1] / totals[2]), int(totals[2]), seconds, data_seconds)
 
 
 def _step(
@@ -519,6 +524,8 @@ class _Logger:
             if key in record:
                 parts.append(f"{key.removesuffix('_top1')} {100 * record[key]:.2f}%")
         parts += [f"{record['images_per_s']:.0f} img/s", f"{record['seconds']:.0f}s"]
+        if "data_seconds" in record:
+            parts.append(f"data {100 * record['data_seconds'] / record['seconds']:.0f}%")
         print(" | ".join(parts), flush=True)
         if self.board is not None:
             for key, value in record.items():
