@@ -12,6 +12,9 @@ each model on one fixed in-memory batch (no data loading, no augmentation, no lo
 article's model in NCHW and ours in the given memory format. ``bare ratio`` = our bare step / the
 seed article's whole loop: what the kernels alone give. A loop whose ratio reaches it loses
 nothing to data loading or bookkeeping; beyond it, only faster convolution kernels help.
+
+Run: .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/cifar10/train --resolution 32
+     .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/flowers17/train --resolution 224
 """
 
 from __future__ import annotations
