@@ -70,8 +70,13 @@ def write_model_file(path: Path, model: nn.Module, meta: dict[str, Any]) -> None
 def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The state dict and the raw JSON metadata of a file :func:`write_model_file` wrote ({} if none)."""
     tensors, metadata = read_safetensors(path)
+    return tensors, _parse_json(metadata.get(META_KEY, "{}"), path)
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    """Our metadata string parsed, or a :class:`WeightsError` that names the file."""
     try:
-        return tensors, json.loads(metadata.get(META_KEY, "{}"))
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise WeightsError(f"{path}: corrupt metadata ({err})") from err
 
@@ -102,10 +107,8 @@ def from_native(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path
 
 
 def _meta(metadata: dict[str, str], path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(metadata[META_KEY])
-    except json.JSONDecodeError as err:
-        raise WeightsError(f"{path}: corrupt metadata ({err})") from err
+    """The metadata of a native file, with ``arch`` completed for a `mobilenet train` checkpoint."""
+    meta = _parse_json(metadata[META_KEY], path)
     if isinstance(meta, dict) and "arch" not in meta and {"model", "kwargs"} <= meta.keys():  # a `mobilenet train` file
         meta["arch"] = {**get_model_info(meta["model"]).kwargs, **meta["kwargs"]}
     if not isinstance(meta, dict) or not isinstance(meta.get("arch"), dict):
