@@ -17,6 +17,7 @@ def test_demo_trains_evaluates_and_reports(tmp_path: Path, capsys: pytest.Captur
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--epochs", "2", "--steps-per-epoch", "40"]) == 0
     report = capsys.readouterr().out
+    assert "MobileNetV1 0.75, Fashion-MNIST" in report  # the recipe's width, not a fixed label
     assert "of 10,000 Fashion-MNIST test images" in report and "ms (batch 1, CPU, median)" in report
     top1 = float(report.split("test top-1")[1].split("%")[0])
     assert 30 < top1 <= 100  # 80 steps (one of them warm-up) already beat chance (10%) by far (measured 61%)

@@ -33,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
         ("checkpoint", figures["checkpoint"]),
     ]
     print()
-    print(table(("MobileNetV1 0.5, Fashion-MNIST (short demo run)", ""), rows))
+    print(table((f"MobileNetV1 {figures['width_mult']:g}, Fashion-MNIST (short demo run)", ""), rows))
     print("\nThe full recipe: mobilenet train --recipe fashion-mnist --out runs/fashion (see docs/RESULTS.md)")
     return 0
