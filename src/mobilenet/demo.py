@@ -52,7 +52,7 @@ def run_demo(out: Path, epochs: int = 2, steps_per_epoch: int | None = 150, prog
     shape = (meta["in_chans"], meta["input_size"], meta["input_size"])
     cost = profile_module(model, shape)
     return {
-        "width_mult": config.width_mult or 1.0,  # None: the model's default, 1.0
+        "width_mult": model.width_mult,
         "test_top1": result.top1,
         "test_top5": result.top5,
         "test_images": result.n,
