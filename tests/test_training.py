@@ -18,6 +18,7 @@ from torch import nn
 from mobilenet.cli import main
 from mobilenet.models import MobileNetV1
 from mobilenet.training import TrainConfig, TrainingError, load_model, resolve_config, train
+from mobilenet.training.batchnorm import renormalise_batchnorm
 from mobilenet.training.config import RECIPES
 from mobilenet.training.distributed import GlobalBatchSampler
 from mobilenet.training.optim import RMSpropTF, build_optimizer, lr_factor, param_groups
@@ -293,3 +294,72 @@ def test_fine_tuning_from_pretrained_weights(tiny_data: Path, tmp_path: Path) ->
     train(_config(tiny_data, out, weights=str(source), freeze_epochs=1, width_mult=None, stem_stride=None), resume=True)
     moved = load_file(out / "last.safetensors")
     assert not torch.equal(moved["blocks.0.pw.conv.weight"], before["blocks.0.pw.conv.weight"])
+
+
+def _folded_like(model: nn.Module) -> nn.Module:
+    """BN as in weights with BN folded into the convolutions: identity statistics, arbitrary scale and shift."""
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.zero_()
+                module.running_var.fill_(1 - module.eps)
+                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(module.num_features, generator=generator) * 2 - 1)
+    return model
+
+
+def test_renormalise_batchnorm_keeps_the_function_and_matches_batch_statistics() -> None:
+    """After it, eval mode computes what it did, and train mode (batch statistics) on the measured data too."""
+    torch.manual_seed(0)
+    model = _folded_like(MobileNetV1(width_mult=0.25, num_classes=10, dropout=0.0)).eval()
+    images = torch.randn(8, 3, 64, 64)
+    with torch.no_grad():
+        before = model(images)
+        assert not torch.allclose(model.train()(images), before, atol=0.1)  # batch statistics change it
+    _folded_like(model).eval()  # that train-mode pass moved the running statistics
+    assert renormalise_batchnorm(model, [images[:4], images[4:]]) == 27  # stem + 13 blocks x 2
+    assert not model.training
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), before, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(model.train()(images), before, atol=1e-3, rtol=1e-3)
+
+
+def test_fine_tuning_with_batch_statistics_renormalises_bn_first(tiny_data: Path, tmp_path: Path) -> None:
+    """--no-freeze-bn from weights: BN takes the data's statistics before training, the body's function kept."""
+    from mobilenet.models import create_model
+    from mobilenet.weights import save_native
+
+    torch.manual_seed(5)
+    pretrained = _folded_like(create_model("mobilenet_v1", width_mult=0.25, num_classes=7)).eval()
+    meta = {"classes": None, "mean": [0.5] * 3, "std": [0.5] * 3, "input_size": 32}
+    source = save_native(pretrained, meta, tmp_path / "p.safetensors")
+    out = tmp_path / "ft"
+    config = _config(tiny_data, out, weights=str(source), freeze_epochs=1, stop_after=1, freeze_bn=False)
+    config.width_mult = config.stem_stride = None
+    train(config)
+    tuned, _ = load_model(out, "last")
+    before, after = pretrained.state_dict(), tuned.state_dict()
+    assert torch.equal(before["stem.conv.weight"], after["stem.conv.weight"])  # frozen for the first epoch
+    assert not torch.allclose(after["stem.bn.running_mean"], before["stem.bn.running_mean"])
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            tuned.eval().forward_features(images), pretrained.forward_features(images), atol=1e-4, rtol=1e-4
+        )
+
+
+def test_body_learns_after_its_frozen_epochs(tiny_data: Path, tmp_path: Path) -> None:
+    """The frozen epoch skips the body's gradients and gives them back: epoch 2 of the same run trains it."""
+    from mobilenet.models import create_model
+    from mobilenet.weights import save_native
+
+    torch.manual_seed(5)
+    pretrained = create_model("mobilenet_v1", width_mult=0.25, num_classes=7)
+    meta = {"classes": None, "mean": [0.5] * 3, "std": [0.5] * 3, "input_size": 32}
+    source = save_native(pretrained, meta, tmp_path / "p.safetensors")
+    config = _config(tiny_data, tmp_path / "ft", weights=str(source), freeze_epochs=1, epochs=2)
+    config.width_mult = config.stem_stride = None
+    train(config)
+    tuned, _ = load_model(tmp_path / "ft", "last")
+    assert not torch.equal(tuned.state_dict()["stem.conv.weight"], pretrained.state_dict()["stem.conv.weight"])

@@ -12,10 +12,13 @@ continues exactly as a run that never stopped.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,10 +36,14 @@ from mobilenet.evaluate import EvalResult, autocast, evaluate
 from mobilenet.fileio import atomic_write_text
 from mobilenet.models import create_model
 from mobilenet.training import checkpoint as ckpt
+from mobilenet.training.batchnorm import fix_bn_statistics, renormalise_batchnorm
 from mobilenet.training.config import TrainConfig
 from mobilenet.training.distributed import GlobalBatchSampler, Runtime, all_reduce_sum, convert_sync_batchnorm, setup
 from mobilenet.training.distributed import teardown as leave_process_group
 from mobilenet.training.optim import build_optimizer, build_scheduler
+
+RENORMALISE_BATCHES = 20
+"""Training batches whose statistics pretrained BN layers take before fine-tuning with batch statistics."""
 
 
 class TrainingError(MobileNetError):
@@ -97,6 +104,8 @@ def _run(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
         model = convert_sync_batchnorm(model, rt.device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(rt.device, memory_format=memory_format)
+    if pretrained and not resume and not _bn_fixed(config):
+        _renormalise_for(model, data, config, rt)
     ema = _build_ema(model, config)
     optimizer = build_optimizer(model, config)
     sampler = GlobalBatchSampler(len(data.train), config.batch_size, rt.rank, rt.world_size, config.seed)
@@ -193,43 +202,45 @@ def _train_epoch(
     steps: int,
 ) -> EpochStats:
     forward_model.train()
-    if config.freeze_bn or (config.freeze_bn is None and config.weights):
-        _fix_bn_statistics(model)
+    if _bn_fixed(config):
+        fix_bn_statistics(model)
     frozen = _freeze_body(model) if epoch < config.freeze_epochs else None
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, images
     bar = _progress(steps, epoch, config, rt)
     start = fetch_start = time.perf_counter()
     data_seconds = 0.0
-    for step, (images, labels) in enumerate(loader):
-        data_seconds += time.perf_counter() - fetch_start
-        if step >= steps:
-            break
-        images = images.to(rt.device, non_blocking=True, memory_format=memory_format)
-        labels = labels.to(rt.device, non_blocking=True)
-        targets = labels
-        if mix is not None:
-            images, targets = mix(images, labels)
-        try:
-            logits, loss = _step(forward_model, model, ema, images, targets, optimizer, scaler, config, rt, frozen)
-        except torch.OutOfMemoryError as err:
-            raise TrainingError(
-                f"out of memory on {rt.device} at batch size {config.batch_size}: try --batch-size "
-                f"{max(config.batch_size // 2, 1)} (or --amp bf16 / fp16)"
-            ) from err
-        if not math.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss} at epoch {epoch + 1}, step {step + 1}: training stopped; the last good "
-                f"checkpoint in {config.out} is intact. Try a lower --lr or --clip-grad 1.0"
-            )
-        scheduler.step()
-        batch = images.shape[0]
-        correct = (logits.argmax(1) == labels).sum().item()
-        totals += torch.tensor([loss * batch, correct, batch], dtype=torch.float64)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", top1=f"{100 * totals[1] / totals[2]:.2f}%")
-        fetch_start = time.perf_counter()
+    # Outside DDP (which expects every parameter's gradient) a frozen body's backward pass is skipped.
+    with _without_gradients(frozen if frozen and not rt.distributed else []):
+        for step, (images, labels) in enumerate(loader):
+            data_seconds += time.perf_counter() - fetch_start
+            if step >= steps:
+                break
+            images = images.to(rt.device, non_blocking=True, memory_format=memory_format)
+            labels = labels.to(rt.device, non_blocking=True)
+            targets = labels
+            if mix is not None:
+                images, targets = mix(images, labels)
+            try:
+                logits, loss = _step(forward_model, model, ema, images, targets, optimizer, scaler, config, rt, frozen)
+            except torch.OutOfMemoryError as err:
+                raise TrainingError(
+                    f"out of memory on {rt.device} at batch size {config.batch_size}: try --batch-size "
+                    f"{max(config.batch_size // 2, 1)} (or --amp bf16 / fp16)"
+                ) from err
+            if not math.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss} at epoch {epoch + 1}, step {step + 1}: training stopped; the last good "
+                    f"checkpoint in {config.out} is intact. Try a lower --lr or --clip-grad 1.0"
+                )
+            scheduler.step()
+            batch = images.shape[0]
+            correct = (logits.argmax(1) == labels).sum().item()
+            totals += torch.tensor([loss * batch, correct, batch], dtype=torch.float64)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{totals[0] / totals[2]:.4f}", top1=f"{100 * totals[1] / totals[2]:.2f}%")
+            fetch_start = time.perf_counter()
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
@@ -364,22 +375,38 @@ def _build_ema(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
-def _fix_bn_statistics(model: nn.Module) -> None:
-    """BN normalises with its running statistics and stops updating them (its scale and shift still learn).
+def _bn_fixed(config: TrainConfig) -> bool:
+    """Whether BN keeps its running statistics (``--freeze-bn``; by default when fine-tuning ``--weights``)."""
+    return bool(config.freeze_bn or (config.freeze_bn is None and config.weights))
 
-    Needed to fine-tune weights whose BN was folded into the convolutions (Google's TFLite models:
-    identity statistics), and the usual choice for small data sets.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
+
+def _renormalise_for(model: nn.Module, data: DataBundle, config: TrainConfig, rt: Runtime) -> None:
+    """Before fine-tuning with batch statistics: BN re-measured on training batches, function kept."""
+    sampler = GlobalBatchSampler(len(data.train), config.batch_size, seed=config.seed)
+    loader = DataLoader(data.train, batch_sampler=sampler)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    batches = (images.to(rt.device, memory_format=memory_format) for images, _ in loader)
+    renormalise_batchnorm(model, itertools.islice(batches, RENORMALISE_BATCHES))
 
 
 def _freeze_body(model: nn.Module) -> list[nn.Parameter]:
     """For a fine-tuning warm-up: BN statistics fixed everywhere; returns all but the classifier's parameters."""
-    _fix_bn_statistics(model)
+    fix_bn_statistics(model)
     head = {id(p) for p in model.classifier.parameters()}
     return [p for p in model.parameters() if id(p) not in head]
+
+
+@contextmanager
+def _without_gradients(params: list[nn.Parameter]) -> Iterator[None]:
+    """``params`` need no gradient inside the block, so autograd skips the work for them."""
+    flags = [p.requires_grad for p in params]
+    for param in params:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param, flag in zip(params, flags, strict=True):
+            param.requires_grad_(flag)
 
 
 def _workers(config: TrainConfig, data: DataBundle) -> int:
