@@ -102,7 +102,7 @@ def _run(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
     model, meta = _build_model(config, data, pretrained)
     if config.sync_bn and rt.distributed:
         model = convert_sync_batchnorm(model, rt.device)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = _memory_format(config)
     model.to(rt.device, memory_format=memory_format)
     if pretrained and not resume and not _bn_fixed(config):
         _renormalise_for(model, data, config, rt)
@@ -205,7 +205,7 @@ def _train_epoch(
     if _bn_fixed(config):
         fix_bn_statistics(model)
     frozen = _freeze_body(model) if epoch < config.freeze_epochs else None
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = _memory_format(config)
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, images
     bar = _progress(steps, epoch, config, rt)
     start = fetch_start = time.perf_counter()
@@ -375,6 +375,11 @@ def _build_ema(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
+def _memory_format(config: TrainConfig) -> torch.memory_format:
+    """The layout of the model and its input batches (``--channels-last``)."""
+    return torch.channels_last if config.channels_last else torch.contiguous_format
+
+
 def _bn_fixed(config: TrainConfig) -> bool:
     """Whether BN keeps its running statistics (``--freeze-bn``; by default when fine-tuning ``--weights``)."""
     return bool(config.freeze_bn or (config.freeze_bn is None and config.weights))
@@ -384,7 +389,7 @@ def _renormalise_for(model: nn.Module, data: DataBundle, config: TrainConfig, rt
     """Before fine-tuning with batch statistics: BN re-measured on training batches, function kept."""
     sampler = GlobalBatchSampler(len(data.train), config.batch_size, seed=config.seed)
     loader = DataLoader(data.train, batch_sampler=sampler)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = _memory_format(config)
     batches = (images.to(rt.device, memory_format=memory_format) for images, _ in loader)
     renormalise_batchnorm(model, itertools.islice(batches, RENORMALISE_BATCHES))
 
