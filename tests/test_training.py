@@ -197,6 +197,9 @@ def test_eval_and_predict_cli(tiny_data: Path, tmp_path: Path, capsys: pytest.Ca
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 48 and 0 <= result["top1"] <= result["top5"] <= 1
     assert set(result["per_class"]) == set(CLASSES) and Path(result["confusion_png"]).stat().st_size > 1000
+    assert main(["eval", "--checkpoint", str(out), "--data", str(tiny_data), "--tta", "flip", "--json"]) == 0
+    flipped = json.loads(capsys.readouterr().out)
+    assert flipped["tta"] == "flip" and result["tta"] == "none" and flipped["n"] == 48
     assert main(["predict", str(tiny_data / "square"), "--checkpoint", str(out), "--topk", "2", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 16 and lines[0]["file"].endswith("0.png")

@@ -89,12 +89,15 @@ def evaluate(
     channels_last: bool = False,
     logit_map: torch.Tensor | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    flip_tta: bool = False,
 ) -> EvalResult:
     """Run ``model`` (in eval mode) over ``batches`` of (images, labels) and count.
 
     ``logit_map`` selects and orders the model's outputs that correspond to ``classes`` (e.g.
     dropping a background class); by default output ``i`` is class ``i``. ``reduce`` sums the
-    counts over processes when each evaluates a shard.
+    counts over processes when each evaluates a shard. ``flip_tta`` scores each image by the mean
+    of its logits and its mirror image's (left-right), test-time augmentation matching the
+    training flip; it costs a second forward pass.
     """
     device = torch.device(device)
     was_training = model.training
@@ -108,8 +111,10 @@ def evaluate(
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
         with autocast(device, amp):
-            logits = model(images)
-        logits = logits.float() if logit_map is None else logits.float()[:, logit_map.to(device)]
+            logits = model(images).float()
+            if flip_tta:
+                logits = (logits + model(images.flip(-1)).float()) / 2
+        logits = logits if logit_map is None else logits.float()[:, logit_map.to(device)]
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         predicted = logits.argmax(1)
         confusion += torch.bincount(labels * k + predicted, minlength=k * k).view(k, k)

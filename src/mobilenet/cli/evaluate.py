@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--confusion", type=Path, help="confusion-matrix PNG (default: confusion_<data>.png by the model)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument(
+        "--tta", choices=("none", "flip"), default="none", help="flip: mean logits of each image and its mirror"
+    )
     p.set_defaults(run=run_eval)
 
     p = sub.add_parser("predict", help="top-k classes of image files or folders")
@@ -88,15 +91,18 @@ def run_eval(args: argparse.Namespace) -> int:
         split=args.split,
     )
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=0)
-    result = evaluate(model.to(device), loader, classes, device, logit_map=meta.get("logit_map"))
+    result = evaluate(
+        model.to(device), loader, classes, device, logit_map=meta.get("logit_map"), flip_tta=args.tta == "flip"
+    )
     folder = Path(args.checkpoint or Path(args.exported or args.weights).parent)
     png = args.confusion or folder / f"confusion_{Path(args.data).name or 'data'}.png"
     save_confusion_png(result, png, f"{Path(args.data).name}: top-1 {100 * result.top1:.2f}% ({result.n} images)")
     if args.json:
         source = {k: getattr(args, k) for k in ("checkpoint", "exported", "weights") if getattr(args, k)}
-        print(json.dumps({**result.as_dict(), "confusion_png": str(png), **source}))
+        print(json.dumps({**result.as_dict(), "tta": args.tta, "confusion_png": str(png), **source}))
         return 0
-    print(f"{args.data}: {result.n} images, {len(classes)} classes")
+    tta = " (flip TTA: mean of each image and its mirror)" if args.tta == "flip" else ""
+    print(f"{args.data}: {result.n} images, {len(classes)} classes{tta}")
     print(f"top-1 {100 * result.top1:.2f}%   top-5 {100 * result.top5:.2f}%   loss {result.loss:.4f}\n")
     rows = [(name, "-" if acc is None else f"{100 * acc:.1f}%") for name, acc in result.per_class().items()]
     print(table(("class", "accuracy"), rows, [False, True]))
