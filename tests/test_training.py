@@ -140,6 +140,15 @@ def test_recipes_resolve_and_flags_override() -> None:
     assert config.stem_stride == RECIPES["fashion-mnist"]["stem_stride"]
 
 
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_recipe_is_a_valid_config(recipe: str) -> None:
+    weights = "google.tflite" if recipe.endswith("-finetune") else None  # fine-tuning recipes start from weights
+    data = None if "data" in RECIPES[recipe] else "/data/imagenet"  # imagenet: the user's own folder
+    config = resolve_config(recipe, out="x", weights=weights, data=data)
+    config.validate()
+    assert config.recipe == recipe and all(getattr(config, k) == v for k, v in RECIPES[recipe].items())
+
+
 # ------------------------------------------------------------------------ runs on tiny data
 
 
