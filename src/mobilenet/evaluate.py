@@ -114,7 +114,8 @@ def evaluate(
             logits = model(images).float()
             if flip_tta:
                 logits = (logits + model(images.flip(-1)).float()) / 2
-        logits = logits if logit_map is None else logits.float()[:, logit_map.to(device)]
+        if logit_map is not None:
+            logits = logits[:, logit_map.to(device)]
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         predicted = logits.argmax(1)
         confusion += torch.bincount(labels * k + predicted, minlength=k * k).view(k, k)
