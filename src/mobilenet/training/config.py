@@ -186,9 +186,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cifar10-finetune": {
         # Fine-tuning ImageNet weights (give them with --weights: Google's 0.75-192 TFLite model),
         # 1 h 36 min on the 2-core CPU, 90.20% test, 90.89% with `eval --tta flip`
-        # (docs/RESULTS.md): CIFAR-10 upsampled to
-        # 128 px, the new classifier alone for one epoch, then everything at the full rate with BN
-        # statistics re-measured on CIFAR-10. (96 px for 19 epochs: 90.15% in 1 h 51 min.)
+        # (docs/RESULTS.md): CIFAR-10 upsampled to 128 px, the new classifier alone for one epoch,
+        # then everything at the full rate with BN statistics re-measured on CIFAR-10.
+        # (96 px for 19 epochs: 90.15% in 1 h 51 min.)
         "data": "cifar10",
         "resolution": 128,
         "channels_last": True,
