@@ -13,6 +13,10 @@ article's model in NCHW and ours in the given memory format. ``bare ratio`` = ou
 seed article's whole loop: what the kernels alone give. A loop whose ratio reaches it loses
 nothing to data loading or bookkeeping; beyond it, only faster convolution kernels help.
 
+All three run on ``--device`` (CUDA when present, as the training CLI chooses): on a GPU the
+seed article's loop moves each batch to the device as its code does (``.to(device)``), and every
+timing waits for the device (``torch.cuda.synchronize``) before reading the clock.
+
 Run: .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/cifar10/train --resolution 32
      .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/flowers17/train --resolution 224
 """
@@ -33,6 +37,7 @@ from torchvision import transforms
 
 from mobilenet.models import create_model
 from mobilenet.training import resolve_config, train
+from mobilenet.training.distributed import choose_device
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results" / "train_throughput.md"
 
@@ -59,7 +64,14 @@ def seed_article_mobilenet(num_classes: int, stem_stride: int) -> nn.Module:
     return nn.Sequential(body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, num_classes))
 
 
-def baseline_images_per_s(data: str, resolution: int, batch: int, steps: int) -> float:
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()`` once all work queued on ``device`` has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def baseline_images_per_s(data: str, resolution: int, batch: int, steps: int, device: torch.device) -> float:
     """The seed article's loop: PIL decode every image every epoch, fp32 NCHW, default DataLoader."""
     small = resolution <= 64
     augment = (
@@ -72,14 +84,15 @@ def baseline_images_per_s(data: str, resolution: int, batch: int, steps: int) ->
     )
     dataset = torchvision.datasets.ImageFolder(data, transform)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True)
-    model = seed_article_mobilenet(len(dataset.classes), 1 if small else 2)
+    model = seed_article_mobilenet(len(dataset.classes), 1 if small else 2).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
     model.train()
     start, seen = time.perf_counter(), 0
     for step, (images, labels) in enumerate(loader):
         if step == 1:  # the first batch includes start-up; time from the second
-            start, seen = time.perf_counter(), 0
+            start, seen = clock(device), 0
+        images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad()
         loss = criterion(model(images), labels)
         loss.backward()
@@ -87,11 +100,17 @@ def baseline_images_per_s(data: str, resolution: int, batch: int, steps: int) ->
         seen += images.shape[0]
         if step >= steps:
             break
-    return seen / (time.perf_counter() - start)
+    return seen / (clock(device) - start)
 
 
 def bare_step_images_per_s(
-    model: nn.Module, resolution: int, batch: int, steps: int, channels_last: bool, compile_model: bool = False
+    model: nn.Module,
+    resolution: int,
+    batch: int,
+    steps: int,
+    channels_last: bool,
+    device: torch.device,
+    compile_model: bool = False,
 ) -> float:
     """Forward, backward and SGD step on one fixed random batch: the kernels' own speed.
 
@@ -99,20 +118,20 @@ def bare_step_images_per_s(
     dropped first step).
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format).train()
+    model = model.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     if compile_model:
         torch._dynamo.reset()  # a fresh compile each repeat, never a cache-limit fallback to eager
     forward = torch.compile(model) if compile_model else model
-    images = torch.randn(batch, 3, resolution, resolution).to(memory_format=memory_format)
-    labels = torch.randint(0, 10, (batch,))
+    images = torch.randn(batch, 3, resolution, resolution).to(device, memory_format=memory_format)
+    labels = torch.randint(0, 10, (batch,), device=device)
     times = []
     for _ in range(steps + 1):  # the first step includes start-up; dropped
-        start = time.perf_counter()
+        start = clock(device)
         optimizer.zero_grad()
         nn.functional.cross_entropy(forward(images), labels).backward()
         optimizer.step()
-        times.append(time.perf_counter() - start)
+        times.append(clock(device) - start)
     return batch / statistics.median(times[1:])
 
 
@@ -148,19 +167,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ours", default='{"channels_last": true}', help="JSON of our training flags")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    parser.add_argument("--table", type=Path, default=RESULTS, help="the Markdown table the row is added to")
     args = parser.parse_args()
-    flags = json.loads(args.ours)
+    device = choose_device(args.device)
+    flags = {**json.loads(args.ours), "device": str(device)}
     torch.manual_seed(0)
     stem_stride = 1 if args.resolution <= 64 else 2
     num_classes = len(torchvision.datasets.folder.find_classes(args.data)[0])
     width = float(flags.get("width_mult", 1.0))
     base, ours, base_step, ours_step = [], [], [], []
     for repeat in range(args.repeats):
-        base.append(baseline_images_per_s(args.data, args.resolution, args.batch_size, args.steps))
+        base.append(baseline_images_per_s(args.data, args.resolution, args.batch_size, args.steps, device))
         ours.append(ours_images_per_s(args.data, args.resolution, args.batch_size, args.steps, flags))
         seed_model = seed_article_mobilenet(num_classes, stem_stride)
         our_model = create_model("mobilenet_v1", width_mult=width, num_classes=num_classes, stem_stride=stem_stride)
-        base_step.append(bare_step_images_per_s(seed_model, args.resolution, args.batch_size, args.steps, False))
+        base_step.append(
+            bare_step_images_per_s(seed_model, args.resolution, args.batch_size, args.steps, False, device)
+        )
         ours_step.append(
             bare_step_images_per_s(
                 our_model,
@@ -168,6 +192,7 @@ def main() -> None:
                 args.batch_size,
                 args.steps,
                 flags.get("channels_last", False),
+                device,
                 flags.get("compile", False),
             )
         )
@@ -186,11 +211,11 @@ def main() -> None:
         "| data | resolution | batch | seed-article img/s | ours img/s | ratio | seed bare step img/s | "
         "our bare step img/s | bare ratio | our flags | threads |\n" + "|---" * 11 + "|"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    existing = RESULTS.read_text() if RESULTS.exists() else ""
+    args.table.parent.mkdir(parents=True, exist_ok=True)
+    existing = args.table.read_text() if args.table.exists() else ""
     if not existing.startswith(header):  # a table of an older layout is replaced, not mixed with
         existing = header + "\n"
-    RESULTS.write_text(existing + row + "\n")
+    args.table.write_text(existing + row + "\n")
     print(header + "\n" + row)
 
 
