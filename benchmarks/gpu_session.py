@@ -22,7 +22,7 @@ above ``--budget``)::
 unpacks into ``/tmp``, then runs the jobs of :data:`JOBS` in order, each inside its share of
 ``--budget`` seconds: every training run first measures its images/s in a two-epoch pilot
 capped at 30 steps, takes as many epochs as fit its share (never more than its recipe's), and is
-then evaluated on the test split, plain and with ``--tta flip``; a run stopped by its share is
+then evaluated on its test split (Flowers-17: valid), plain and with ``--tta flip``; a run stopped by its share is
 still evaluated from its best checkpoint. The throughput benchmark runs last, in what is left.
 Results land in ``$OUT``: ``summary.md`` (a table and the exact commands, for docs/RESULTS.md),
 ``summary.json`` and ``logs.tar.gz`` (each run's config.json, metrics.jsonl, eval JSON and log).
@@ -50,6 +50,10 @@ from pathlib import Path
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))  # there the repository is not installed, only copied
+
+from mobilenet.training import RECIPES  # noqa: E402
+
 PACK = REPO / ".gpu"
 SHARED = REPO.parent / "shared"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -73,6 +77,7 @@ class Job:
     train_images: int  # to turn images/s into epochs
     flags: list[str] = field(default_factory=list)
     pretrained: bool = False
+    split: str = "test"  # what it is evaluated on
 
 
 # The CPU recipes with what a GPU changes: the weights' own resolution (192) instead of the
@@ -94,7 +99,7 @@ JOBS = [
         ["--resolution", "112", "--batch-size", "256", "--lr", "0.056"],
         True,
     ),
-    Job("flowers", "flowers17", 0.12, 1_088, []),
+    Job("flowers", "flowers17", 0.12, 1_088, split="valid"),
 ]
 THROUGHPUT = [("cifar10/train", 32, 128), ("flowers17/train", 224, 32)]
 
@@ -212,12 +217,19 @@ def run_job(job: Job, env: dict[str, str], seconds: float, smoke: bool, logs: Pa
     resolved = json.loads((pilot / "config.json").read_text())
     eval_reserve = 0.15 * seconds
     fits = deadline - time.perf_counter() - eval_reserve
-    epochs = 1 if smoke else epochs_for(job, speed, fits, _recipe_epochs(job.recipe, env))
+    epochs = 1 if smoke else epochs_for(job, speed, fits, RECIPES[job.recipe]["epochs"])
     out = RUNS / job.name
     extra = ["--epochs", str(epochs), *(["--steps-per-epoch", "2"] if smoke else []), *small]
     command = train_command(job, out, extra)
     status, wall = call(command, env, log, deadline - time.perf_counter() - eval_reserve)
-    row = {"job": job.name, "pilot_images_per_s": speed, "epochs": epochs, "train_status": status, "train_s": wall}
+    row = {
+        "job": job.name,
+        "split": job.split,
+        "pilot_images_per_s": speed,
+        "epochs": epochs,
+        "train_status": status,
+        "train_s": wall,
+    }
     row["command"] = " ".join(command)
     row["config"] = {k: resolved[k] for k in ("resolution", "batch_size", "lr", "amp", "width_mult")}
     if not (out / "best.safetensors").exists():
@@ -226,11 +238,10 @@ def run_job(job: Job, env: dict[str, str], seconds: float, smoke: bool, logs: Pa
     row["epochs_done"] = len(metrics)
     row["best_val_top1"] = max(max(m["val_top1"], m.get("ema_val_top1", 0.0)) for m in metrics)
     row["images_per_s"] = sorted(m["images_per_s"] for m in metrics)[len(metrics) // 2]
-    split = "valid" if job.name == "flowers" else "test"
     for tta in ("none", "flip"):
         result = logs / f"{job.name}.eval-{tta}.json"
         args = ["eval", "--checkpoint", str(out), "--data", json.loads((out / "config.json").read_text())["data"]]
-        args += ["--split", split, "--tta", tta, "--json"]
+        args += ["--split", job.split, "--tta", tta, "--json"]
         with result.open("w") as f:
             done = subprocess.run(
                 cli(*args),
@@ -240,16 +251,10 @@ def run_job(job: Job, env: dict[str, str], seconds: float, smoke: bool, logs: Pa
                 timeout=max(1, deadline - time.perf_counter() + 60),
             )
         if done.returncode == 0:
-            row[f"{split}_top1" + ("" if tta == "none" else "_tta")] = json.loads(result.read_text())["top1"]
+            row["top1" + ("" if tta == "none" else "_tta")] = json.loads(result.read_text())["top1"]
     for name in ("config.json", "metrics.jsonl"):
         shutil.copy(out / name, logs / f"{job.name}.{name}")
     return row
-
-
-def _recipe_epochs(recipe: str, env: dict[str, str]) -> int:
-    """The recipe's own epoch count (the most a GPU run takes)."""
-    code = f"from mobilenet.training import RECIPES; print(RECIPES[{recipe!r}]['epochs'])"
-    return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
 
 
 def run_throughput(env: dict[str, str], seconds: float, smoke: bool, logs: Path) -> list[str]:
@@ -284,13 +289,12 @@ def summary_markdown(facts: dict, rows: list[dict], throughput: list[str]) -> st
     lines = [
         f"GPU session: {facts}",
         "",
-        "| job | epochs | img/s | train s | best val | test | test, --tta flip |",
-        "|---" * 7 + "|",
+        "| job | epochs | img/s | train s | best val | evaluated on | top-1 | top-1, --tta flip |",
+        "|---" * 8 + "|",
     ]
     for r in rows:
-        split = "valid" if r["job"] == "flowers" else "test"
         cells = [r["job"], r.get("epochs_done", "-"), f"{r.get('images_per_s', 0):.0f}", f"{r.get('train_s', 0):.0f}"]
-        cells += [_pct(r.get("best_val_top1")), _pct(r.get(f"{split}_top1")), _pct(r.get(f"{split}_top1_tta"))]
+        cells += [_pct(r.get("best_val_top1")), r.get("split", "-"), _pct(r.get("top1")), _pct(r.get("top1_tta"))]
         lines.append("| " + " | ".join(map(str, cells)) + " |" + (f" {r['error']}" if "error" in r else ""))
     lines += [
         "",
@@ -338,7 +342,7 @@ def main() -> None:
     sub.add_parser("pack", help="here: copy data, weights and wheels into .gpu/")
     go = sub.add_parser("run", help="on the device machine: every benchmark inside --budget seconds")
     go.add_argument("--budget", type=float, default=450.0, help="seconds for all jobs together")
-    go.add_argument("--smoke", action="store_true", help="2 steps an epoch, 1 epoch: check the script on a CPU")
+    go.add_argument("--smoke", action="store_true", help="2 steps an epoch, 1 epoch, 32 px: check the script on a CPU")
     args = parser.parse_args()
     if args.action == "pack":
         pack()
