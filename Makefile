@@ -28,6 +28,7 @@ demo: $(STAMP) data
 test: $(STAMP) data
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 format: $(STAMP)

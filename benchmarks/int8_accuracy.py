@@ -1,4 +1,4 @@
-"""Top-1 lost to int8: every int8 path against the float export, on three data sets (issue 5, sections 3-4).
+"""Top-1 lost to int8: every int8 path against the float export, on three data sets .
 
 Cases (each skipped, with the reason, when its model or data is missing):
 - ``flowers17-ft``: the fine-tuned Flowers-17 checkpoint (``runs/flowers-ft``), calibrated on 256
@@ -32,12 +32,12 @@ from typing import Any
 
 import torch
 
+from mobilenet.card import ModelCard
 from mobilenet.data import load_eval_folder
 from mobilenet.evaluate import evaluate
-from mobilenet.export import export, load_exported
+from mobilenet.export import export
 from mobilenet.fileio import atomic_write_text
-from mobilenet.training import load_model
-from mobilenet.weights import load_weights
+from mobilenet.load import load
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MOBILENET_DATA") or ROOT.parent / "shared" / "data")
@@ -58,7 +58,7 @@ PATHS: dict[str, dict[str, Any]] = {
 class Case:
     name: str
     model: torch.nn.Module
-    meta: dict[str, Any]
+    card: ModelCard
     calib: Path
     calib_split: str
     calib_images: int
@@ -70,8 +70,8 @@ def checkpoint_case(name: str, run: str, data: str, eval_split: str) -> Case | s
     folder = ROOT / run
     if not folder.is_dir():
         return f"{folder} not found (train it: see docs/RESULTS.md)"
-    model, meta = load_model(folder)
-    return Case(name, model, meta, DATA / data, "train", 256, DATA / data, eval_split)
+    model, card = load(folder)
+    return Case(name, model, card, DATA / data, "train", 256, DATA / data, eval_split)
 
 
 def imagenet_case(work: Path) -> Case | str:
@@ -90,20 +90,20 @@ def imagenet_case(work: Path) -> Case | str:
         for part in ("calib", "eval"):
             if (sample / extra).is_file():
                 (work / part / extra).symlink_to(sample / extra)
-    model, meta = load_weights([str(p) for p in GOOGLE_224])
-    return Case("imagenet-sample", model, meta, work / "calib", "test", len(rows[::3]), work / "eval", "test")
+    model, card = load([str(p) for p in GOOGLE_224])
+    return Case("imagenet-sample", model, card, work / "calib", "test", len(rows[::3]), work / "eval", "test")
 
 
 def top1(file: Path, case: Case) -> tuple[float, int, float]:
     """Top-1, images and seconds of the exported ``file`` on the case's evaluation data."""
-    runtime, meta = load_exported(file)
+    runtime, card = load(file)
     data, classes = load_eval_folder(
         str(case.data),
-        meta["input_size"],
-        meta["in_chans"],
-        meta["mean"],
-        meta["std"],
-        meta["classes"],
+        card.input_size,
+        card.in_chans,
+        card.mean,
+        card.std,
+        card.eval_classes,
         split=case.split,
     )
     loader = torch.utils.data.DataLoader(data, batch_size=50)
@@ -114,7 +114,7 @@ def top1(file: Path, case: Case) -> tuple[float, int, float]:
 
 def run_case(case: Case, work: Path, paths: list[str]) -> list[str]:
     float_file = work / f"{case.name}.onnx"
-    export(case.model, float_file, "onnx", meta=case.meta)
+    export(case.model, float_file, "onnx", card=case.card)
     base, n, seconds = top1(float_file, case)
     print(f"{case.name}: float {base:.2%} on {n} images ({seconds:.0f} s)", flush=True)
     lines = [f"| {case.name} | float (ONNX Runtime fp32) | {base:.2%} | - | {n} |"]
@@ -126,7 +126,7 @@ def run_case(case: Case, work: Path, paths: list[str]) -> list[str]:
             case.model,
             out,
             options["format"],
-            meta=case.meta,
+            card=case.card,
             int8=True,
             calib_data=case.calib,
             calib_images=case.calib_images,

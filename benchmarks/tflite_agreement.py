@@ -1,4 +1,4 @@
-"""Our float conversion of Google's TFLite MobileNetV1s against the TFLite interpreter (issue 4, section 2).
+"""Our float conversion of Google's TFLite MobileNetV1s against the TFLite interpreter.
 
 Both see the same pixels: shorter side resized to R / 0.875 (bilinear), centre crop R x R, uint8.
 The interpreter takes the uint8 image; our model takes (q - 128) / 128, the float value the
@@ -124,7 +124,7 @@ def compare(name: str, images: list[tuple[Path, int | None]], weights: Path = WE
     """Top-1 agreement and accuracy of our converted model and the interpreter on ``images``."""
     size, files = MODELS[name]
     paths = [weights / f for f in files]
-    model, meta = load_weights(paths if len(paths) > 1 else paths[0])
+    model, card = load_weights(paths if len(paths) > 1 else paths[0])
     model.eval()
     interpreter = Interpreter(paths)
     ours, theirs, labels, ours_time, tflite_time = [], [], [], 0.0, 0.0
@@ -138,7 +138,7 @@ def compare(name: str, images: list[tuple[Path, int | None]], weights: Path = WE
         start = time.perf_counter()
         theirs.append(int(interpreter(pixels).argmax()))
         tflite_time += time.perf_counter() - start
-        labels.append(None if label is None else label + meta["label_offset"])
+        labels.append(None if label is None else label + card.label_offset)
     labelled = [i for i, label in enumerate(labels) if label is not None]
     agree = [a == b for a, b in zip(ours, theirs, strict=True)]
     return Row(

@@ -35,9 +35,9 @@ import torchvision
 from torch import nn
 from torchvision import transforms
 
+from mobilenet.devices import choose_device
 from mobilenet.models import create_model
 from mobilenet.training import resolve_config, train
-from mobilenet.training.distributed import choose_device
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results" / "train_throughput.md"
 

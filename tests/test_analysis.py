@@ -7,7 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mobilenet import analysis
-from mobilenet.models import create_model, variant_name
+from mobilenet.models import create_model
+from mobilenet.models.mobilenet_v1 import variant_name
 
 # TF-slim's checkpoint table: (alpha, resolution) -> (million mult-adds, million params). Where it
 # contradicts the arithmetic (alpha = 0.75, and 0.25-192) the network's own figure is expected.

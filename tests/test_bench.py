@@ -11,11 +11,16 @@ from mobilenet.analysis import profile
 from mobilenet.bench import load_subject, run_bench
 from mobilenet.cli import main
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
+
+@pytest.fixture
+def onnx_export() -> None:
+    """Skips the test when the ONNX backends' exporter or runtime is not installed."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("onnx_export")
 def test_rows_have_consistent_statistics() -> None:
     backends = ["eager", "channels_last", "onnxruntime", "onnxruntime-int8"]
     rows, skips, facts = run_bench(["mobilenet_v1_025_128"], backends, [1, 3], resolution=64, threads=1, runs=20)
@@ -41,6 +46,7 @@ def test_peer_is_counted_like_ours() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("onnx_export")
 def test_cli_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     plot = tmp_path / "plots" / "latency.png"
     argv = ["bench", "--models", "mobilenet_v1_025_128", "--backends", "eager,onnxruntime", "--batch", "1"]

@@ -41,3 +41,5 @@ def test_eval_imagenet_layout_with_1001_class_weights(
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 40 and len(result["per_class"]) == 1000  # background mapped away
     assert result["top1"] >= 0.6 and result["top5"] >= result["top1"]
+    assert result["weights"] == str(tflite_075) and "confusion_png" not in result  # none without --confusion
+    assert not list(tmp_path.rglob("*.png")) and sorted(p.name for p in tmp_path.iterdir()) == ["images", "labels.csv"]

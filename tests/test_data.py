@@ -27,6 +27,7 @@ from mobilenet.data import (
     train_transform,
 )
 from mobilenet.data.datasets import InMemoryImages
+from mobilenet.data.images import decode_image_bytes
 from mobilenet.data.transforms import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -114,6 +115,21 @@ def test_folder_labels_follow_sorted_class_folders(tmp_path: Path) -> None:
     assert "12 train / no val images, 3 classes (cat, dog, frog)" in bundle.summary()
 
 
+def test_class_folders_skip_hidden_entries_and_recurse(tmp_path: Path) -> None:
+    root = image_folder(tmp_path / "data", per_class=2)
+    write(root / ".ipynb_checkpoints" / "0.png", pixels(0, (16, 16)))  # a hidden folder is no class
+    write(root / "cat" / ".thumbs" / "0.png", pixels(1, (16, 16)))  # nor are images inside hidden folders
+    write(root / "cat" / ".0.png", pixels(2, (16, 16)))
+    write(root / "cat" / "0" / "0.png", pixels(3, (16, 16)))  # images in sub-folders belong to the class
+    write(root / "cat" / "00.gif", pixels(4, (16, 16)))  # GIF is not in torchvision's list, Pillow reads it
+    split = sources.scan_image_folder(root)
+    assert split.classes == CLASSES
+    cat = root.absolute() / "cat"
+    # sorted as whole paths ("0/0.png" before "00.gif"), not folder by folder as torchvision's make_dataset lists them
+    assert split.paths[:4] == [str(cat / "0" / "0.png"), str(cat / "00.gif"), str(cat / "00.png"), str(cat / "01.png")]
+    assert split.labels.tolist() == [0] * 4 + [1] * 2 + [2] * 2 and all(isinstance(p, str) for p in split.paths)
+
+
 def test_val_fraction_split_is_stratified_and_seeded(tmp_path: Path) -> None:
     root = image_folder(tmp_path / "data", per_class=10)
     first = load_data(str(root), val_fraction=0.2, seed=1)
@@ -188,6 +204,20 @@ def test_eval_geometry_on_a_photo_resizes_to_r_over_0875_and_crops_the_centre() 
     first, last = (41 + 0.5) / 0.73 - 0.5, (41 + 63 + 0.5) / 0.73 - 0.5
     assert out[0, :, 0].sub(first).abs().max() < 1.5 and out[0, :, -1].sub(last).abs().max() < 1.5
     assert torch.equal(out[0, 0], out[0, -1])  # rows are unchanged by the crop
+
+
+def test_eval_crop_fraction_comes_from_the_caller() -> None:
+    assert eval_resize_size("photo", 224, crop_fraction=1.0) == 224
+    assert eval_resize_size("photo", 224, crop_fraction=0.95) == 236  # round(224 / 0.95)
+    assert eval_resize_size("small", 32, crop_fraction=0.5) == 32  # small images are never cropped
+    image = torch.randint(0, 256, (3, 90, 120), dtype=torch.uint8)
+    whole = eval_transform("photo", 60, *UNIT, crop_fraction=1.0)(image)  # shorter side to 60: nothing cut off
+    resized = v2.functional.resize(image, [60], antialias=True)
+    assert torch.allclose(whole, v2.functional.center_crop(resized, [60]).float() / 255)
+    assert not torch.equal(whole, eval_transform("photo", 60, *UNIT)(image))  # the default crops 60 out of 69
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="crop_fraction must be in"):
+            eval_transform("photo", 60, *UNIT, crop_fraction=bad)
 
 
 def test_small_images_at_native_size_are_not_resized() -> None:
@@ -343,6 +373,10 @@ def test_photo_cache_is_stored_small_and_evaluates_like_the_file(tmp_path: Path)
     assert memory.train.image(0).shape == (3, 73, 97)  # shorter side round(64 / 0.875), never the full 120
     assert lazy.train.image(0).shape == (3, 120, 160)
     assert torch.equal(memory.train[0][0], lazy.train[0][0])
+    cached, _ = load_eval_folder(str(tmp_path / "data"), 64, 3, *UNIT, crop_fraction=1.0, cache="memory")
+    from_file, _ = load_eval_folder(str(tmp_path / "data"), 64, 3, *UNIT, crop_fraction=1.0, cache="none")
+    assert cached.image(0).shape == (3, 64, 85)  # a model card's crop fraction of 1: shorter side 64, not 73
+    assert torch.equal(cached[0][0], from_file[0][0])
 
 
 def test_corrupt_image_is_skipped_with_a_warning_or_raises_when_strict(tmp_path: Path) -> None:
@@ -369,6 +403,17 @@ def test_lazy_reading_replaces_a_corrupt_image_by_the_next(tmp_path: Path) -> No
     with pytest.warns(UserWarning, match="00.png"):
         image, label = bundle.train[0]
     assert label == 0 and torch.equal(image, bundle.train[1][0])
+
+
+def test_jpegs_keep_their_channels_and_decode_like_pillow(tmp_path: Path) -> None:
+    for name, array in (("gray.jpg", pixels(0, (24, 16), 1)), ("rgb.jpg", pixels(1, (24, 16)))):
+        path = write(tmp_path / name, array, quality=85)
+        decoded = decode_image_bytes(path.read_bytes(), str(path))
+        with Image.open(path) as image:
+            reference = torch.from_numpy(np.array(image))
+        expected = reference[None] if reference.dim() == 2 else reference.permute(2, 0, 1)
+        assert decoded.shape == ((1 if array.ndim == 2 else 3), 16, 24)  # grayscale stays one channel
+        assert torch.equal(decoded, expected)  # libjpeg-turbo either way: the same pixels
 
 
 def test_decompression_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,9 @@ from torch import nn
 
 import mobilenet
 from mobilenet.errors import ConfigError, InputShapeError, UnknownModelError
-from mobilenet.models import MobileNetV1, TFSameConv2d, create_model, list_models, scale_channels, tf_same_padding
-from mobilenet.models.blocks import ConvBNAct, DepthwiseSeparable
+from mobilenet.models import create_model, list_models
+from mobilenet.models.layers import ConvBNAct, DepthwiseSeparable, TFSameConv2d, tf_same_padding
+from mobilenet.models.mobilenet_v1 import MobileNetV1, scale_channels
 
 # Table 1 of the paper, (channels, stride) of the 13 depthwise separable blocks, last one s1.
 PAPER_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
@@ -198,15 +199,21 @@ def test_registry_names_and_metadata() -> None:
     assert len(variants) == 16
     model = mobilenet.create_model("mobilenet_v1_075_192", num_classes=10)
     assert model.width_mult == 0.75 and model.classifier.out_features == 10
-    info = model.model_info
-    assert info["input_size"] == 192 and info["num_classes"] == 10 and len(info["mean"]) == 3
-    assert info["published"]["TF-slim"]["top1"] == 67.2
+    assert model.config["num_classes"] == 10 and model.arch == "mobilenet_v1"
+    info = mobilenet.get_model_info("mobilenet_v1_075_192")
+    assert info.input_size == 192 and info.num_classes == 1000 and len(info.mean) == 3
+    assert info.as_dict()["published"]["TF-slim"]["top1"] == 67.2
     assert mobilenet.get_model_info("mobilenet_v1_050_160").published["Table 9"].top1 == 60.2
 
 
-def test_create_model_resolution_override() -> None:
-    model = create_model("mobilenet_v1", width_mult=0.5, resolution=160)
-    assert model.model_info["input_size"] == 160 and model.width_mult == 0.5
+def test_config_rebuilds_the_model() -> None:
+    """``model.config`` holds the constructor arguments: the same name and config build the same network."""
+    model = create_model("mobilenet_v1", width_mult=0.5, head_conv=64, padding="tf_same")
+    model.reset_classifier(7)
+    model.set_dropout(0.3)
+    again = create_model(model.arch, **model.config)
+    assert again.classifier.out_features == 7 and again.dropout.p == 0.3
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
 
 
 # ---------------------------------------------------------------------------------- errors

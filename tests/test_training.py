@@ -2,40 +2,58 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
+from torchvision.transforms.v2.functional import pil_to_tensor
 
+from mobilenet import ModelCard, load
 from mobilenet.cli import main
-from mobilenet.models import MobileNetV1
-from mobilenet.training import TrainConfig, TrainingError, load_model, resolve_config, train
+from mobilenet.errors import ConfigError
+from mobilenet.models import create_model
+from mobilenet.models.mobilenet_v1 import MobileNetV1
+from mobilenet.training import TrainConfig, TrainingError, resolve_config, train
 from mobilenet.training.batchnorm import renormalise_batchnorm
-from mobilenet.training.config import RECIPES
 from mobilenet.training.distributed import GlobalBatchSampler
 from mobilenet.training.optim import RMSpropTF, build_optimizer, lr_factor, param_groups
+from mobilenet.training.recipes import RECIPES
+from mobilenet.weights import read_native, save_native
 
 CLASSES = ("circle", "square", "stripe")
+COLOURS = {  # seven classes (top-5 can miss), each a set of lit RGB channels; names in sorted order
+    "blue": (0, 0, 1),
+    "cyan": (0, 1, 1),
+    "green": (0, 1, 0),
+    "magenta": (1, 0, 1),
+    "red": (1, 0, 0),
+    "white": (1, 1, 1),
+    "yellow": (1, 1, 0),
+}
 TIMED_KEYS = {"images_per_s", "seconds", "data_seconds"}
 
 
-def _make_folder(root: Path, per_class: int = 8, size: int = 32, seed: int = 0) -> Path:
+def _make_folder(root: Path, per_class: int = 8, size: int = 32, seed: int = 0, colours: dict | None = None) -> Path:
     """A tiny learnable image folder: each class a different colour pattern plus noise."""
+    colours = colours or {name: tuple(int(c == i) for c in range(3)) for i, name in enumerate(CLASSES)}
     generator = torch.Generator().manual_seed(seed)
-    for index, name in enumerate(CLASSES):
+    for name, lit in colours.items():
         folder = root / name
         folder.mkdir(parents=True)
         for i in range(per_class):
             image = torch.rand(size, size, 3, generator=generator) * 60
-            image[..., index] += 150
+            image += 150 * torch.tensor(lit, dtype=torch.float32)
             Image.fromarray(image.to(torch.uint8).numpy()).save(folder / f"{i}.png")
     return root
 
@@ -70,6 +88,33 @@ def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
 def _metrics(out: Path) -> list[dict]:
     lines = (out / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k not in TIMED_KEYS} for line in lines]
+
+
+def _read(file: str | Path) -> torch.Tensor:
+    """An image file as a uint8 tensor (channels, height, width)."""
+    with Image.open(file) as image:
+        return pil_to_tensor(image.convert("RGB"))
+
+
+def _scores(checkpoint: Path, folder: Path, flip: bool = False) -> dict[str, float]:
+    """Loss, top-1 and top-5 of a checkpoint on an image folder, computed here (``flip``: mean with the mirror)."""
+    model, card = load(checkpoint)
+    transform = card.eval_transform()
+    images, labels = [], []
+    for label, name in enumerate(card.eval_classes):
+        for file in sorted((folder / name).glob("*.png")):
+            images.append(transform(_read(file)))
+            labels.append(label)
+    targets = torch.tensor(labels)
+    with torch.no_grad():
+        batch = torch.stack(images)
+        logits = (model(batch) + model(batch.flip(-1))) / 2 if flip else model(batch)
+    top5 = logits.topk(5, dim=1).indices
+    return {
+        "loss": F.cross_entropy(logits, targets).item(),
+        "top1": (logits.argmax(1) == targets).double().mean().item(),
+        "top5": (top5 == targets[:, None]).any(1).double().mean().item(),
+    }
 
 
 # ------------------------------------------------------------------------ optimiser, schedule
@@ -160,26 +205,59 @@ def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
     assert len(_metrics(stopped)) == 1
     assert main(["train", "--resume", str(stopped)]) == 0
     assert _metrics(stopped) == _metrics(straight)
-    a, b = load_file(straight / "last.safetensors"), load_file(stopped / "last.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for tag in ("last", "best"):
+        (a, card_a), (b, card_b) = (read_native(folder / f"{tag}.safetensors") for folder in (straight, stopped))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), tag
+        assert card_a.replace(source=None) == card_b.replace(source=None), tag  # the source names its --out
+    assert card_b.classes == CLASSES and card_b.kwargs["width_mult"] == 0.25 and card_b.format == "native"
     state = torch.load(stopped / "last.state.pt", weights_only=True)
-    assert state["epoch"] == 2 and state["classes"] == list(CLASSES) and state["ema"] is not None
+    assert state["epoch"] == 2 and state["step"] == 2 * 48 // 8 and state["ema"] is not None
+    assert state["best_top1"] == max(max(m["val_top1"], m["ema_val_top1"]) for m in _metrics(straight))
 
 
-def test_run_outputs(tiny_data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    record = train(_config(tiny_data, out, epochs=4, random_erasing=0.0))
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """A 4-epoch run on seven classes: (validation folder, run folder, what ``train`` returned)."""
+    data = _make_folder(tmp_path_factory.mktemp("seven"), per_class=8, colours=COLOURS)
+    val = _make_folder(tmp_path_factory.mktemp("seven-val"), per_class=4, seed=1, colours=COLOURS)
+    out = tmp_path_factory.mktemp("seven-run") / "run"
+    record = train(_config(data, out, val_data=str(val), epochs=4, random_erasing=0.0))
+    return val, out, record
+
+
+def _best(metrics: list[dict]) -> tuple[int, str]:
+    """The epoch (index) and weights (``val``: model, ``ema_val``: EMA) that first scored the highest top-1."""
+    order = [(index, prefix) for index in range(len(metrics)) for prefix in ("val", "ema_val")]
+    return max(order, key=lambda c: metrics[c[0]][f"{c[1]}_top1"])  # the first of equals
+
+
+def test_run_outputs(run: tuple[Path, Path, dict]) -> None:
+    val, out, record = run
     metrics = _metrics(out)
     required = {"epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "ema_val_top1"}
     assert [m["epoch"] for m in metrics] == [1, 2, 3, 4] and required <= metrics[0].keys()
+    assert {k: v for k, v in record.items() if k not in TIMED_KEYS} == metrics[-1]
     timed = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(0 < m["data_seconds"] < m["seconds"] for m in timed)  # the loader's share of the epoch
-    assert record["train_top1"] >= 0.75 and record["train_loss"] < metrics[0]["train_loss"]  # it learns
-    assert 0 <= record["val_top1"] <= record["val_top5"] == 1.0  # 3 classes: top-5 covers all
+    assert record["train_top1"] > 1.5 / 7 and record["train_loss"] < metrics[0]["train_loss"]  # it learns (chance 1/7)
+    assert len({m["val_loss"] for m in metrics}) == 4  # each epoch validates its own weights
+    # The last epoch's validation figures are those of last.safetensors on the same images, computed here.
+    last = _scores(out / "last.safetensors", val)
+    assert last["top1"] < last["top5"] < 1  # seven classes: the two differ, and top-5 can miss
+    assert record["val_top1"] == pytest.approx(last["top1"]) and record["val_top5"] == pytest.approx(last["top5"])
+    assert record["val_loss"] == pytest.approx(last["loss"], rel=1e-4)
+    # best.safetensors: the weights (model or EMA) that first scored highest, with their epoch's figures.
+    index, prefix = _best(metrics)
+    best_card = read_native(out / "best.safetensors")[1]
+    assert best_card.extra["weights_of"] == {"val": "model", "ema_val": "ema"}[prefix]
+    best = _scores(out / "best.safetensors", val)
+    assert best["top1"] == pytest.approx(metrics[index][f"{prefix}_top1"])
+    assert best["loss"] == pytest.approx(metrics[index][f"{prefix}_loss"], rel=1e-4)
     assert json.loads((out / "config.json").read_text())["batch_size"] == 8
-    model, meta = load_model(out)
-    assert meta["classes"] == list(CLASSES) and meta["kwargs"]["width_mult"] == 0.25
-    assert isinstance(model, MobileNetV1) and model.classifier.out_features == 3
+    model, card = load(out)
+    assert card.classes == tuple(COLOURS) and card.kwargs["width_mult"] == 0.25 and card.num_classes == 7
+    assert (card.input_size, card.in_chans, card.kind) == (32, 3, "small")
+    assert isinstance(model, MobileNetV1) and model.classifier.out_features == 7 and not model.training
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
@@ -189,32 +267,52 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     out = tmp_path / "nan"
     train(_config(tiny_data, out, stop_after=1))
     before = (out / "last.safetensors").read_bytes()
-    from mobilenet.training import loop
+    from mobilenet.training import trainer
 
-    real = loop.F.cross_entropy
-    monkeypatch.setattr(loop.F, "cross_entropy", lambda *a, **k: real(*a, **k) * math.nan)
+    real = trainer.F.cross_entropy
+    monkeypatch.setattr(trainer.F, "cross_entropy", lambda *a, **k: real(*a, **k) * math.nan)
     with pytest.raises(TrainingError, match="loss became nan at epoch 2, step 1"):
         train(_config(tiny_data, out), resume=True)
     assert (out / "last.safetensors").read_bytes() == before
 
 
-def test_eval_and_predict_cli(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "run"
-    train(_config(tiny_data, out, epochs=1))
+def test_eval_and_predict_cli(run: tuple[Path, Path, dict], capsys: pytest.CaptureFixture[str]) -> None:
+    val, out, _ = run
+    metrics = _metrics(out)
+    index, prefix = _best(metrics)
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(out), "--data", str(tiny_data), "--json"]) == 0
+    assert main(["eval", "--checkpoint", str(out), "--data", str(val), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["n"] == 48 and 0 <= result["top1"] <= result["top5"] <= 1
-    assert set(result["per_class"]) == set(CLASSES) and Path(result["confusion_png"]).stat().st_size > 1000
-    assert main(["eval", "--checkpoint", str(out), "--data", str(tiny_data), "--tta", "flip", "--json"]) == 0
-    flipped = json.loads(capsys.readouterr().out)
-    assert flipped["tta"] == "flip" and result["tta"] == "none" and flipped["n"] == 48
-    assert main(["predict", str(tiny_data / "square"), "--checkpoint", str(out), "--topk", "2", "--json"]) == 0
+    # The best checkpoint on the validation images: the figures training recorded for it.
+    assert result["n"] == 28 and result["top1"] == pytest.approx(metrics[index][f"{prefix}_top1"])
+    assert result["top5"] == pytest.approx(metrics[index][f"{prefix}_top5"])
+    assert result["loss"] == pytest.approx(metrics[index][f"{prefix}_loss"], rel=1e-4)
+    assert list(result["per_class"]) == list(COLOURS)
+    assert sum(result["per_class"].values()) / 7 == pytest.approx(result["top1"])  # 4 images per class
+    png = Path(result["confusion_png"])
+    assert png.parent == out and png.stat().st_size > 1000  # default: into the run folder
+    # --weights, with and without --tta flip: the figures computed here (flip: each image averaged with its mirror).
+    plain, mirrored = _scores(out / "last.safetensors", val), _scores(out / "last.safetensors", val, flip=True)
+    assert mirrored["loss"] != pytest.approx(plain["loss"], rel=1e-6)
+    for tta, expected in (("none", plain), ("flip", mirrored)):
+        argv = ["eval", "--weights", str(out / "last.safetensors"), "--data", str(val), "--tta", tta, "--json"]
+        assert main(argv) == 0
+        scored = json.loads(capsys.readouterr().out)
+        assert scored["tta"] == tta and scored["n"] == 28 and "confusion_png" not in scored  # none beside --weights
+        assert scored["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+        assert scored["top1"] == pytest.approx(expected["top1"])
+    assert sorted(out.glob("*.png")) == [png]
+    assert main(["predict", str(val / "red"), "--checkpoint", str(out), "--topk", "2", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(lines) == 16 and lines[0]["file"].endswith("0.png")
+    assert len(lines) == 4 and lines[0]["file"].endswith("0.png")
     top = lines[0]["topk"]
-    assert len(top) == 2 and top[0]["prob"] >= top[1]["prob"] and top[0]["label"] in CLASSES
-    assert CLASSES[top[0]["index"]] == top[0]["label"]
+    assert len(top) == 2 and top[0]["prob"] >= top[1]["prob"] and tuple(COLOURS)[top[0]["index"]] == top[0]["label"]
+    model, card = load(out)
+    with torch.no_grad():
+        probs = model(card.eval_transform()(_read(lines[0]["file"]))[None]).softmax(1)[0]
+    expected = probs.topk(2)
+    assert [p["index"] for p in top] == expected.indices.tolist()
+    assert [p["prob"] for p in top] == pytest.approx(expected.values.tolist(), abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -224,7 +322,7 @@ def test_eval_and_predict_cli(tiny_data: Path, tmp_path: Path, capsys: pytest.Ca
         (["train", "--data", "{data}", "--out", "/proc/forbidden"], "cannot write to --out"),
         (["train", "--resume", "{tmp}"], "cannot resume"),
         (["train", "--data", "{data}", "--out", "{tmp}/o", "--optimizer", "adam"], "--optimizer must be one of"),
-        (["eval", "--checkpoint", "{tmp}", "--data", "{data}"], "no checkpoint at"),
+        (["eval", "--checkpoint", "{tmp}", "--data", "{data}"], "no training run at"),
     ],
 )
 def test_cli_errors_are_one_line(
@@ -238,9 +336,31 @@ def test_cli_errors_are_one_line(
 
 def test_refuses_to_overwrite_a_run(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    train(_config(tiny_data, out, epochs=1))
-    with pytest.raises(Exception, match="already holds a training run"):
+    train(_config(tiny_data, out, epochs=1, steps_per_epoch=1, val_data=None))
+    files = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    with pytest.raises(ConfigError, match="already holds a training run"):
         train(_config(tiny_data, out, epochs=1))
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == files
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(
+    tiny_data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log file gets one summary line per epoch and no progress bar; a terminal gets the bar."""
+    quick = {"steps_per_epoch": 1, "val_data": None, "progress": True}
+    train(_config(tiny_data, tmp_path / "logged", **quick))
+    out, err = capfd.readouterr()
+    assert "\r" not in out + err and "epoch 1/2" not in err
+    assert re.findall(r"^epoch (\d) \| loss \d\.\d{4} \| train \d+\.\d\d% \|", out, re.MULTILINE) == ["1", "2"]
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    train(_config(tiny_data, tmp_path / "interactive", epochs=1, **quick))
+    assert "\r" in terminal.getvalue() and "epoch 1/1" in terminal.getvalue()
 
 
 def _noise_folder(root: Path, per_class: int = 16) -> Path:
@@ -282,23 +402,25 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
     assert max(differences.values()) <= 1e-4, sorted(differences.items(), key=lambda kv: -kv[1])[:3]
 
 
+def _pretrained_file(model: nn.Module, path: Path) -> Path:
+    """``model`` saved as native weights with a card of unknown classes and its own normalisation."""
+    card = ModelCard("mobilenet_v1", model.config, mean=(0.5,) * 3, std=(0.5,) * 3, input_size=32, source=str(path))
+    return save_native(model, card, path)
+
+
 def test_fine_tuning_from_pretrained_weights(tiny_data: Path, tmp_path: Path) -> None:
     """--weights: a new classifier for the data's classes, the body frozen for --freeze-epochs."""
-    from mobilenet.models import create_model
-    from mobilenet.weights import save_native
-
     torch.manual_seed(5)
     pretrained = create_model("mobilenet_v1", width_mult=0.25, num_classes=7, padding="tf_same")
-    source = save_native(
-        pretrained, {"classes": None, "mean": [0.5] * 3, "std": [0.5] * 3, "input_size": 32}, tmp_path / "p.safetensors"
-    )
+    source = _pretrained_file(pretrained, tmp_path / "p.safetensors")
     out = tmp_path / "ft"
     config = _config(tiny_data, out, weights=str(source), freeze_epochs=1, stop_after=1, body_lr_scale=0.1)
     config.width_mult = config.stem_stride = None
     train(config)
-    tuned, meta = load_model(out, "last")
-    assert meta["kwargs"]["padding"] == "tf_same" and meta["kwargs"]["num_classes"] == 3
-    assert meta["mean"] == [0.5] * 3 and meta["input_size"] == 32
+    tuned, card = load(out, tag="last")
+    assert card.kwargs["padding"] == "tf_same" and card.num_classes == 3 and card.classes == CLASSES
+    assert card.mean == (0.5,) * 3 and card.std == (0.5,) * 3 and card.input_size == 32
+    assert card.source.startswith(f"fine-tuned from {source} ")
     before, after = pretrained.state_dict(), tuned.state_dict()
     body = [k for k in before if not k.startswith("classifier")]
     assert all(torch.equal(before[k], after[k]) for k in body)  # frozen: weights and BN statistics
@@ -339,18 +461,14 @@ def test_renormalise_batchnorm_keeps_the_function_and_matches_batch_statistics()
 
 def test_fine_tuning_with_batch_statistics_renormalises_bn_first(tiny_data: Path, tmp_path: Path) -> None:
     """--no-freeze-bn from weights: BN takes the data's statistics before training, the body's function kept."""
-    from mobilenet.models import create_model
-    from mobilenet.weights import save_native
-
     torch.manual_seed(5)
     pretrained = _folded_like(create_model("mobilenet_v1", width_mult=0.25, num_classes=7)).eval()
-    meta = {"classes": None, "mean": [0.5] * 3, "std": [0.5] * 3, "input_size": 32}
-    source = save_native(pretrained, meta, tmp_path / "p.safetensors")
+    source = _pretrained_file(pretrained, tmp_path / "p.safetensors")
     out = tmp_path / "ft"
     config = _config(tiny_data, out, weights=str(source), freeze_epochs=1, stop_after=1, freeze_bn=False)
     config.width_mult = config.stem_stride = None
     train(config)
-    tuned, _ = load_model(out, "last")
+    tuned, _ = load(out, tag="last")
     before, after = pretrained.state_dict(), tuned.state_dict()
     assert torch.equal(before["stem.conv.weight"], after["stem.conv.weight"])  # frozen for the first epoch
     assert not torch.allclose(after["stem.bn.running_mean"], before["stem.bn.running_mean"])
@@ -363,15 +481,11 @@ def test_fine_tuning_with_batch_statistics_renormalises_bn_first(tiny_data: Path
 
 def test_body_learns_after_its_frozen_epochs(tiny_data: Path, tmp_path: Path) -> None:
     """The frozen epoch skips the body's gradients and gives them back: epoch 2 of the same run trains it."""
-    from mobilenet.models import create_model
-    from mobilenet.weights import save_native
-
     torch.manual_seed(5)
     pretrained = create_model("mobilenet_v1", width_mult=0.25, num_classes=7)
-    meta = {"classes": None, "mean": [0.5] * 3, "std": [0.5] * 3, "input_size": 32}
-    source = save_native(pretrained, meta, tmp_path / "p.safetensors")
+    source = _pretrained_file(pretrained, tmp_path / "p.safetensors")
     config = _config(tiny_data, tmp_path / "ft", weights=str(source), freeze_epochs=1, epochs=2)
     config.width_mult = config.stem_stride = None
     train(config)
-    tuned, _ = load_model(tmp_path / "ft", "last")
+    tuned, _ = load(tmp_path / "ft", tag="last")
     assert not torch.equal(tuned.state_dict()["stem.conv.weight"], pretrained.state_dict()["stem.conv.weight"])

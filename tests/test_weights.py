@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import sys
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -21,12 +22,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from mobilenet import create_model
+import mobilenet
+from mobilenet import ModelCard, get_model_info
+from mobilenet.card import CARD_VERSION
 from mobilenet.cli import main
 from mobilenet.errors import WeightsError
 from mobilenet.models.mobilenet_v1 import TABLE1, MobileNetV1
 from mobilenet.weights import detect_format, hub, imagenet_classes, load_weights, read_native, save_native
-from mobilenet.weights.from_tflite import parse
+from mobilenet.weights.converters.mobilenet_v1 import LAYOUTS, _match, key_map
+from mobilenet.weights.tflite import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MOBILENET_DATA") or ROOT.parent / "shared" / "data")  # as conftest's shared_data
@@ -45,6 +49,15 @@ pytestmark = [
 ]
 needs_tflite = pytest.mark.skipif(not TFLITE.is_dir(), reason=f"Google's TFLite models not found at {TFLITE}")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"test images not found at {DATA}")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread (the test machines' cores are shared), restored for the other modules."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _randomize_bn(model: torch.nn.Module, generator: torch.Generator) -> None:
@@ -103,11 +116,12 @@ def test_timm_state_dict_gives_timms_logits(tmp_path: Path, variant: str, save_a
         torch.save(reference.state_dict(), path)
     else:
         save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, path)
-    model, meta = load_weights(path)
+    model, card = load_weights(path)
     model.eval()
-    assert meta["format"] == "timm" and meta["arch"]["padding"] == "torch" and len(meta["classes"]) == 1000
-    assert meta["arch"]["head_conv"] == (1024 if variant.endswith("h") else 0)
-    assert meta["arch"]["width_mult"] == {"mobilenetv1_125": 1.25}.get(variant, 1.0)
+    assert card.format == "timm" and card.kwargs["padding"] == "torch" and len(card.classes) == 1000
+    assert card.kwargs["head_conv"] == (1024 if variant.endswith("h") else 0)
+    assert card.kwargs["width_mult"] == {"mobilenetv1_125": 1.25}.get(variant, 1.0)
+    assert card.mean == card.std == (0.5,) * 3 and card.label_offset == 0
     for size in (224, 256):
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(size))
         with torch.no_grad():
@@ -127,10 +141,11 @@ def test_hugging_face_folder_gives_transformers_logits(tmp_path: Path, depth_mul
     with torch.no_grad():
         reference.classifier.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(2))
     reference.save_pretrained(tmp_path)
-    model, meta = load_weights(tmp_path)
+    model, card = load_weights(tmp_path)
     model.eval()
-    assert meta["format"] == "hf" and meta["arch"]["padding"] == "tf_same" and meta["arch"]["num_classes"] == 1001
-    assert meta["arch"]["width_mult"] == depth_multiplier and meta["label_offset"] == 1  # LABEL_i: ImageNet names
+    assert card.format == "hf" and card.kwargs["padding"] == "tf_same" and card.kwargs["num_classes"] == 1001
+    assert card.kwargs["width_mult"] == depth_multiplier and card.label_offset == 1  # LABEL_i: ImageNet names
+    assert card.classes == ("background", *imagenet_classes())
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         assert (model(x) - reference(pixel_values=x).logits).abs().max() <= 1e-4
@@ -218,13 +233,14 @@ def _keras_forward(layers: dict[str, dict[str, np.ndarray]], x: torch.Tensor) ->
 @pytest.mark.parametrize(("alpha", "size", "classes", "whole_model"), [(0.25, 128, 1000, False), (0.5, 160, 0, True)])
 def test_keras_h5_gives_keras_outputs(tmp_path: Path, alpha: float, size: int, classes: int, whole_model: bool) -> None:
     layers = _keras_layers(alpha, classes, seed=4)
-    path = tmp_path / f"mobilenet_{size}_tf.h5"
+    top = "" if classes else "_no_top"
+    path = tmp_path / f"mobilenet_{hub.KERAS_ALPHAS[str(alpha)]}_{size}_tf{top}.h5"  # as Keras publishes them
     _write_h5(path, layers, whole_model)
     assert detect_format(path) == "hdf5"
-    model, meta = load_weights(path)
+    model, card = load_weights(path)
     model.eval()
-    assert (meta["format"], meta["arch"]["width_mult"], meta["arch"]["num_classes"]) == ("keras", alpha, classes)
-    assert meta["mean"] == meta["std"] == [0.5] * 3
+    assert (card.format, card.kwargs["width_mult"], card.kwargs["num_classes"]) == ("keras", alpha, classes)
+    assert card.mean == card.std == (0.5,) * 3 and card.input_size == size  # from the file name
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         assert (model(x) - _keras_forward(layers, x)).abs().max() <= 1e-4  # logits, or pooled features without top
@@ -267,11 +283,11 @@ def test_every_converted_layer_matches_the_interpreter_within_one_quantization_s
     """
     litert = pytest.importorskip("ai_edge_litert.interpreter")
     bench = _benchmark()
-    model, meta = load_weights(_source(name))
+    model, card = load_weights(_source(name))
     model.eval()
     modules = [model.stem, *(unit for block in model.blocks for unit in (block.dw, block.pw)), model.global_pool]
     modules.append(lambda x: model.classifier(x.flatten(1))[:, :, None, None])
-    x = bench.preprocess(DATA / "images" / "grace_hopper.bmp", meta["input_size"])[None]
+    x = bench.preprocess(DATA / "images" / "grace_hopper.bmp", card.input_size)[None]
     checked = 0
     for path in GOOGLE_MODELS[name]:
         interpreter = litert.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
@@ -300,9 +316,9 @@ def test_every_converted_layer_matches_the_interpreter_within_one_quantization_s
 @needs_tflite
 def test_body_and_head_files_load_in_either_order_and_bn_is_an_exact_bias() -> None:
     forward, _ = load_weights([BODY_1_0, HEAD_1_0])
-    backward, meta = load_weights([HEAD_1_0, BODY_1_0])
-    arch = meta["arch"]
-    assert (arch["width_mult"], arch["num_classes"], arch["padding"], meta["input_size"]) == (1.0, 1001, "tf_same", 224)
+    backward, card = load_weights([HEAD_1_0, BODY_1_0])
+    arch = card.kwargs
+    assert (arch["width_mult"], arch["num_classes"], arch["padding"], card.input_size) == (1.0, 1001, "tf_same", 224)
     ours, theirs = forward.state_dict(), backward.state_dict()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
     bn = forward.eval().blocks[3].pw.bn
@@ -312,10 +328,12 @@ def test_body_and_head_files_load_in_either_order_and_bn_is_an_exact_bias() -> N
 
 @needs_tflite
 def test_num_classes_1000_drops_the_background_class() -> None:
-    full, meta = load_weights(_source("0.25-128"))
-    imagenet, meta1000 = load_weights(_source("0.25-128"), num_classes=1000)
-    assert meta["label_offset"] == 1 and meta["classes"][0] == "background" and len(meta["classes"]) == 1001
-    assert meta1000["label_offset"] == 0 and meta1000["classes"] == imagenet_classes()
+    full, card = load_weights(_source("0.25-128"))
+    imagenet, card1000 = load_weights(_source("0.25-128"), num_classes=1000)
+    assert card.label_offset == 1 and card.classes[0] == "background" and len(card.classes) == 1001
+    assert card.eval_classes == imagenet_classes() and card.num_classes == 1001
+    assert card1000.label_offset == 0 and card1000.classes == tuple(imagenet_classes())
+    assert card1000.kwargs["num_classes"] == imagenet.num_classes == 1000
     assert torch.equal(imagenet.classifier.weight, full.classifier.weight[1:])
     assert torch.equal(imagenet.classifier.bias, full.classifier.bias[1:])
 
@@ -323,8 +341,8 @@ def test_num_classes_1000_drops_the_background_class() -> None:
 @needs_tflite
 def test_features_only_loads_the_body_of_classifier_weights() -> None:
     full, _ = load_weights(_source("0.25-128"))
-    backbone, meta = load_weights(_source("0.25-128"), features_only=True, out_indices=(3, 4))
-    assert meta["arch"]["features_only"] and not hasattr(backbone, "classifier")
+    backbone, card = load_weights(_source("0.25-128"), features_only=True, out_indices=(3, 4))
+    assert card.kwargs["features_only"] and card.kwargs["out_indices"] == (3, 4) and not hasattr(backbone, "classifier")
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         maps = backbone.eval()(x)
@@ -335,11 +353,11 @@ def test_features_only_loads_the_body_of_classifier_weights() -> None:
 @needs_tflite
 @needs_data
 def test_parrot_is_a_macaw() -> None:
-    model, meta = load_weights(_source("0.75-192"))
-    pixels = _benchmark().preprocess(DATA / "images" / "parrot.jpg", meta["input_size"])
+    model, card = load_weights(_source("0.75-192"))
+    pixels = _benchmark().preprocess(DATA / "images" / "parrot.jpg", card.input_size)
     x = (torch.from_numpy(pixels).permute(2, 0, 1)[None].float() - 128) / 128
     with torch.no_grad():
-        assert meta["classes"][int(model.eval()(x).argmax())] == "macaw"
+        assert card.classes[int(model.eval()(x).argmax())] == "macaw"
 
 
 @cache
@@ -431,8 +449,6 @@ def test_tflite_model_that_is_not_a_mobilenet_is_refused(tmp_path: Path) -> None
 def test_tflite_graph_with_another_stride_or_only_a_head_is_refused(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from mobilenet.weights.from_tflite import _match
-
     ops = parse(GOOGLE_MODELS["0.25-128"][0]).ops
     changed = [*ops[:3], replace(ops[3], stride=1), *ops[4:]]
     with pytest.raises(WeightsError, match=r"operator 3 is DEPTHWISE_CONV_2D 3x3/1, not DEPTHWISE_CONV_2D 3x3/2"):
@@ -445,63 +461,231 @@ def test_tflite_graph_with_another_stride_or_only_a_head_is_refused(tmp_path: Pa
         load_weights(_source("0.25-128"), width_mult=0.5)
 
 
-# ---------------------------------------------------------------- our format
+# ---------------------------------------------------------------- our format, the model card and load()
+
+
+def _small_model(seed: int, **kwargs: object) -> MobileNetV1:
+    """A width-0.25 MobileNetV1 in eval mode with its own BN statistics (``seed`` tells two apart)."""
+    model = MobileNetV1(width_mult=0.25, **kwargs)
+    _randomize_bn(model, torch.Generator().manual_seed(seed))
+    return model.eval()
+
+
+def _outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(x)
 
 
 @needs_tflite
-def test_native_file_round_trip_keeps_weights_and_metadata(tmp_path: Path) -> None:
-    model, meta = load_weights(_source("0.25-128"), num_classes=1000)
-    path = save_native(model, meta, tmp_path / "google.safetensors")
+def test_native_file_round_trip_keeps_weights_and_card(tmp_path: Path) -> None:
+    model, card = load_weights(_source("0.25-128"), num_classes=1000)
+    path = save_native(model, card, tmp_path / "google.safetensors")
     assert os.listdir(tmp_path) == ["google.safetensors"]  # no temporary file left behind
     _, stored = read_native(path)
-    assert stored["arch"] == meta["arch"] and stored["classes"] == imagenet_classes() and stored["input_size"] == 128
+    assert stored == card and stored.classes == tuple(imagenet_classes()) and stored.input_size == 128
     again, loaded = load_weights(path)
-    assert loaded["format"] == "native" and loaded["converted_from"] == meta["source"]
-    assert (loaded["mean"], loaded["std"], loaded["arch"]) == (meta["mean"], meta["std"], meta["arch"])
+    assert loaded == card and loaded.source == str(_source("0.25-128")) and loaded.format == "tflite"
+    assert (loaded.mean, loaded.std, loaded.kwargs["padding"]) == ((128 / 255,) * 3, (128 / 255,) * 3, "tf_same")
     x = torch.randn(1, 3, 128, 128)
-    with torch.no_grad():
-        assert torch.equal(again.eval()(x), model.eval()(x))
+    assert torch.equal(_outputs(again, x), _outputs(model, x))
 
 
 def test_native_format_is_recognised_by_content_and_keeps_any_architecture(tmp_path: Path) -> None:
     model = MobileNetV1(width_mult=0.5, num_classes=10, body="shallow", padding="tf_same")
-    meta = {"arch": {"width_mult": 0.5, "num_classes": 10, "body": "shallow", "padding": "tf_same"}, "classes": None}
-    path = save_native(model, meta, tmp_path / "weights.pt")  # misleading extension
+    card = ModelCard("mobilenet_v1")  # save_native records the model's own constructor arguments
+    path = save_native(model, card, tmp_path / "weights.pt")  # misleading extension
     assert detect_format(path) == "safetensors"
-    loaded, loaded_meta = load_weights(path)
-    assert loaded_meta["arch"]["body"] == "shallow" and loaded_meta["arch"]["padding"] == "tf_same"
+    loaded, loaded_card = load_weights(path)
+    assert loaded_card.kwargs["body"] == "shallow" and loaded_card.kwargs["padding"] == "tf_same"
+    assert loaded_card.kwargs == model.config and loaded_card.classes is None
     x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(loaded.eval()(x), model.eval()(x))
+    assert torch.equal(_outputs(loaded, x), _outputs(model, x))
     with pytest.raises(WeightsError, match="names 3 classes, the model has 10 outputs"):
-        save_native(model, {**meta, "classes": ["a", "b", "c"]}, tmp_path / "bad.safetensors")
+        save_native(model, card.replace(classes=("a", "b", "c")), tmp_path / "bad.safetensors")
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_weights_written_by_mobilenet_train_load_from_their_registry_name(tmp_path: Path) -> None:
     model = MobileNetV1(body="shallow", width_mult=0.25, num_classes=2)
     meta = {"model": "mobilenet_v1_shallow", "kwargs": {"width_mult": 0.25, "num_classes": 2}, "classes": ["a", "b"]}
     save_file(model.state_dict(), tmp_path / "best.safetensors", metadata={"mobilenet": json.dumps(meta)})
-    loaded, loaded_meta = load_weights(tmp_path / "best.safetensors")
-    assert loaded_meta["arch"]["body"] == "shallow" and loaded_meta["classes"] == ["a", "b"]
+    loaded, card = load_weights(tmp_path / "best.safetensors")
+    assert card.kwargs["body"] == "shallow" and card.classes == ("a", "b")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 def test_our_state_dict_without_metadata_loads_by_shape(tmp_path: Path) -> None:
     model = MobileNetV1(width_mult=0.75, num_classes=5)
     torch.save({"epoch": 3, "model": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "ckpt.pt")
-    loaded, meta = load_weights(tmp_path / "ckpt.pt")
-    assert meta["arch"]["width_mult"] == 0.75 and meta["arch"]["num_classes"] == 5 and meta["classes"] is None
+    loaded, card = load_weights(tmp_path / "ckpt.pt")
+    assert card.kwargs["width_mult"] == 0.75 and card.kwargs["num_classes"] == 5 and card.classes is None
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 @needs_tflite
-def test_create_model_with_weights_takes_architecture_and_metadata_from_them() -> None:
-    model = create_model("mobilenet_v1_075_192", weights=_source("0.75-192"), num_classes=1000)
-    info = model.model_info
-    assert info["kwargs"]["padding"] == "tf_same" and info["num_classes"] == 1000 and info["input_size"] == 192
-    assert info["mean"] == (128 / 255,) * 3 and info["weights"]["classes"][0] == "tench, Tinca tinca"
+def test_load_takes_architecture_and_card_from_the_weights() -> None:
+    model, card = mobilenet.load(_source("0.75-192"), num_classes=1000)
+    published = get_model_info("mobilenet_v1_075_192")
+    assert not model.training and card.arch == "mobilenet_v1" and card.kwargs["padding"] == "tf_same"
+    assert card.kwargs["width_mult"] == published.kwargs["width_mult"] and model.num_classes == card.num_classes == 1000
+    assert card.input_size == published.input_size == 192 and card.label_offset == 0
+    assert card.mean == (128 / 255,) * 3 and card.classes[0] == "tench, Tinca tinca"
     with pytest.raises(WeightsError, match=r"width_mult=0\.75, not the width_mult=0\.5 asked for"):
-        create_model("mobilenet_v1_050_160", weights=_source("0.75-192"))
+        mobilenet.load(_source("0.75-192"), width_mult=0.5)
+
+
+def test_load_reads_a_training_run_folder_best_else_last(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "mobilenet_v1", "width_mult": 0.25, "epochs": 1}))
+    with pytest.raises(WeightsError, match=r"training run without a checkpoint \(no best.safetensors\)"):
+        mobilenet.load(run)
+    card = ModelCard(
+        "mobilenet_v1",
+        classes=("cat", "dog", "fox"),
+        input_size=32,
+        mean=(0.4, 0.5, 0.6),
+        std=(0.2, 0.25, 0.3),
+        kind="small",
+        source=f"trained with mobilenet train --out {run}",
+        format="native",
+    )
+    best, last = _small_model(1, num_classes=3), _small_model(2, num_classes=3)
+    save_native(last, card, run / "last.safetensors")
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(_outputs(mobilenet.load(run)[0], x), _outputs(last, x))  # no best yet: the last epoch
+    save_native(best, card, run / "best.safetensors")
+    model, loaded = mobilenet.load(run)
+    direct, direct_card = load_weights(run / "best.safetensors")
+    assert not model.training and loaded == direct_card == card.replace(kwargs=best.config)
+    assert torch.equal(_outputs(model, x), _outputs(best, x)) and torch.equal(_outputs(direct, x), _outputs(best, x))
+    assert torch.equal(_outputs(mobilenet.load(run, tag="last")[0], x), _outputs(last, x))
+    assert not torch.equal(_outputs(best, x), _outputs(last, x))  # the two checkpoints are told apart
+
+
+@pytest.mark.parametrize("kind", ["native", "tflite"])
+def test_load_reads_weights_files_like_load_weights_in_eval_mode(tmp_path: Path, kind: str) -> None:
+    saved = None
+    if kind == "native":
+        saved = _small_model(3, num_classes=4)
+        card = ModelCard("mobilenet_v1", classes=("a", "b", "c", "d"), input_size=96, format="native")
+        path = save_native(saved, card, tmp_path / "w.safetensors")
+        expected = ("native", ("a", "b", "c", "d"), 0, 96)
+    else:
+        path = GOOGLE_MODELS["0.25-128"][0]
+        if not path.is_file():
+            pytest.skip(f"{path} not found")
+        expected = ("tflite", ("background", *imagenet_classes()), 1, 128)
+    model, card = mobilenet.load(path)
+    direct, direct_card = load_weights(path)
+    assert not model.training and direct.training  # load() is for inference; load_weights returns the model as built
+    assert card == direct_card and (card.arch, card.kwargs["width_mult"]) == ("mobilenet_v1", 0.25)
+    assert (card.format, card.classes, card.label_offset, card.input_size) == expected
+    x = torch.randn(2, 3, card.input_size, card.input_size, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(_outputs(model, x), _outputs(direct, x))
+    if saved is not None:
+        assert torch.equal(_outputs(model, x), _outputs(saved, x))
+
+
+def test_load_reads_a_hugging_face_folder(tmp_path: Path) -> None:
+    model = _small_model(5, num_classes=4, padding="tf_same")
+    ours = model.state_dict()
+    save_file(
+        {theirs: ours[k].contiguous() for k, theirs in key_map(LAYOUTS["hf"]).items()}, tmp_path / "model.safetensors"
+    )
+    config = {"model_type": "mobilenet_v1", "depth_multiplier": 0.25, "tf_padding": True, "layer_norm_eps": 1e-5}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    direct, direct_card = load_weights(tmp_path)
+    assert direct_card.format == "hf" and direct_card.kwargs["padding"] == "tf_same"
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(_outputs(direct, x), _outputs(model, x))
+    loaded, card = mobilenet.load(tmp_path)
+    assert card == direct_card and torch.equal(_outputs(loaded, x), _outputs(model, x))
+
+
+def _old_file(path: Path, model: torch.nn.Module, meta: dict) -> Path:
+    """A weights file as this package wrote it before the model card (``meta`` in an old dialect)."""
+    save_file(model.state_dict(), path, metadata={"mobilenet": json.dumps(meta)})
+    return path
+
+
+def test_old_checkpoint_dialect_loads_from_its_run_folder_with_its_card(tmp_path: Path) -> None:
+    model = _small_model(8, num_classes=2, in_chans=1, stem_stride=1)
+    old = {
+        "model": "mobilenet_v1",
+        "kwargs": {"width_mult": 0.25, "num_classes": 2, "in_chans": 1, "stem_stride": 1},
+        "classes": ["zero", "one"],
+        "mean": [0.1307],
+        "std": [0.3081],
+        "input_size": 28,
+        "in_chans": 1,
+        "kind": "small",
+        "source": "trained with mobilenet train --out mnist",
+        "weights_of": "ema",
+    }
+    _old_file(tmp_path / "best.safetensors", model, old)
+    loaded, card = mobilenet.load(tmp_path)  # a run folder of an earlier version
+    assert (card.arch, card.in_chans, card.input_size, card.kind) == ("mobilenet_v1", 1, 28, "small")
+    assert (card.mean, card.std, card.classes) == ((0.1307,), (0.3081,), ("zero", "one"))
+    assert card.source == old["source"] and card.extra == {"weights_of": "ema"} and card.label_offset == 0
+    assert card.kwargs == model.config
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(_outputs(loaded, x), _outputs(model, x))
+
+
+def test_old_native_dialect_loads_with_its_card(tmp_path: Path) -> None:
+    model = _small_model(10, num_classes=3, padding="tf_same")  # padding: only the metadata says so
+    arch = json.loads(json.dumps(model.config))  # every constructor argument, tuples as JSON lists
+    old = {
+        "arch": arch,
+        "model": "mobilenet_v1",
+        "kwargs": arch,
+        "classes": ["background", "a", "b"],
+        "label_offset": 1,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "input_size": 192,
+        "crop_pct": 0.9,
+        "source": "mobilenet_v1_0.25_192_quant.tflite",
+        "format": "tflite",
+        "format_version": 1,
+    }
+    path = _old_file(tmp_path / "old.safetensors", model, old)
+    loaded, card = mobilenet.load(path)
+    assert card.kwargs == model.config and card.kwargs["padding"] == "tf_same"
+    assert (card.label_offset, card.eval_classes, card.input_size, card.crop_fraction) == (1, ["a", "b"], 192, 0.9)
+    assert (card.mean, card.std, card.format, card.source) == ((0.5,) * 3, (0.5,) * 3, "tflite", old["source"])
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(_outputs(loaded, x), _outputs(model, x))
+
+
+def test_card_round_trips_and_a_newer_card_version_is_refused(tmp_path: Path) -> None:
+    card = ModelCard(
+        "mobilenet_v1",
+        kwargs={"width_mult": 0.5, "num_classes": 3, "padding": "tf_same", "out_indices": (3, 4)},
+        classes=("background", "a", "b"),
+        label_offset=1,
+        input_size=160,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        crop_fraction=0.9,
+        kind="photo",
+        source="somewhere.tflite",
+        format="tflite",
+        quantization={"runtime": "onnxruntime", "weights": "int8 per channel", "calibration": 64},
+        extra={"weights_of": "ema", "max_batch": 8},
+    )
+    data = card.to_dict()
+    assert data["card_version"] == CARD_VERSION
+    assert ModelCard.from_dict(data) == card
+    assert ModelCard.from_dict(json.loads(json.dumps(data))) == card  # as files hold it: tuples become lists
+    newer = {**data, "card_version": CARD_VERSION + 1}
+    with pytest.raises(WeightsError, match=f"card.json: model card version {CARD_VERSION + 1} is newer than"):
+        ModelCard.from_dict(newer, "card.json")
+    path = tmp_path / "future.safetensors"
+    save_file({"stem.conv.weight": torch.zeros(1)}, path, metadata={"mobilenet": json.dumps(newer)})
+    with pytest.raises(WeightsError, match=f"{path}: model card version {CARD_VERSION + 1} is newer than"):
+        mobilenet.load(path)
 
 
 # ---------------------------------------------------------------- bad input
@@ -533,7 +717,7 @@ def _truncated(tmp_path: Path, kind: str) -> Path:
     path = tmp_path / f"weights.{kind}"
     model = MobileNetV1(width_mult=0.25, num_classes=3)
     if kind == "safetensors":
-        save_native(model, {"arch": {"width_mult": 0.25}}, path)
+        save_native(model, ModelCard("mobilenet_v1"), path)
     elif kind == "pth":
         torch.save(model.state_dict(), path)
     else:
@@ -576,7 +760,7 @@ def test_missing_path_and_foreign_state_dict_are_refused(tmp_path: Path) -> None
     with pytest.raises(WeightsError, match="no such file or folder"):
         load_weights(tmp_path / "absent.pth")
     save_file({"features.0.0.weight": torch.zeros(1)}, tmp_path / "resnet.safetensors")
-    with pytest.raises(WeightsError, match=r"unrecognised state dict: .*found 1 keys \(features.0.0.weight"):
+    with pytest.raises(WeightsError, match=r"not a MobileNetV1 state dict: .*found 1 keys \(features.0.0.weight"):
         load_weights(tmp_path / "resnet.safetensors")
 
 
@@ -606,8 +790,9 @@ def test_convert_writes_our_format_and_errors_exit_2_with_one_line(
     torch.save(model.state_dict(), tmp_path / "ours.pth")
     out = tmp_path / "ours.safetensors"
     assert main(["convert", str(tmp_path / "ours.pth"), "--out", str(out)]) == 0
-    assert f"wrote {out}: MobileNetV1 width_mult=0.25, 3 classes" in capsys.readouterr().out
-    assert read_native(out)[1]["arch"]["num_classes"] == 3
+    assert f"wrote {out}: mobilenet_v1 width_mult=0.25, 3 classes" in capsys.readouterr().out
+    card = read_native(out)[1]
+    assert card.kwargs["num_classes"] == 3 and card.extra["converted_from"] == card.source == str(tmp_path / "ours.pth")
     (tmp_path / "junk.bin").write_bytes(b"junk")
     for args in (["junk.bin"], ["ours.pth", "--num-classes", "7"], ["ours.pth", "ours.pth", "ours.pth"]):
         path_args = [str(tmp_path / a) if a.endswith((".bin", ".pth")) else a for a in args]

@@ -18,11 +18,10 @@ import torch
 from torch import nn
 
 from mobilenet import paper
-from mobilenet.models import DepthwiseSeparable, create_model, get_model_info, list_models
-from mobilenet.models.blocks import ConvBNAct
+from mobilenet.constants import DEFAULT_INPUT_SIZE
+from mobilenet.models import create_model, get_model_info, list_models
+from mobilenet.models.layers import ConvBNAct, DepthwiseSeparable
 from mobilenet.models.mobilenet_v1 import scale_channels
-
-KINDS = ("stem_conv", "depthwise", "pointwise", "full_conv", "fc")
 
 
 def standard_conv_mult_adds(kernel: int, in_chs: int, out_chs: int, size: int, width: int | None = None) -> int:
@@ -186,10 +185,9 @@ def profile(
         name = model
         overrides = {} if width_mult is None else {"width_mult": width_mult}
         module = create_model(name, **overrides)
+        size = resolution or get_model_info(name).input_size
     else:
-        name, module = type(model).__name__, model
-    info = getattr(module, "model_info", {})
-    size = resolution or info.get("input_size", 224)
+        name, module, size = type(model).__name__, model, resolution or DEFAULT_INPUT_SIZE
     in_chans = getattr(module, "in_chans", 3)
     return profile_module(module, (in_chans, size, size), name)
 

@@ -1,4 +1,4 @@
-"""Inference speed of our models and their peers on every backend, against a measured floor (issue 5).
+"""Inference speed of our models and their peers on every backend, against a measured floor.
 
 Each (model, backend) pair is built once: ``eager`` and ``channels_last`` run the PyTorch module as
 its library builds it; ``compile`` is Inductor with weight freezing; ``onnxruntime`` and

@@ -1,4 +1,4 @@
-"""The main job in a few minutes: train MobileNetV1 on Fashion-MNIST, evaluate it, report.
+"""The main job in a few minutes: train a MobileNet on Fashion-MNIST, evaluate it, report.
 
 ``mobilenet demo`` (what ``make demo`` runs) trains the ``fashion-mnist`` recipe with a short
 schedule, evaluates the best checkpoint on the 10,000 test images, and prints accuracy,
@@ -8,6 +8,7 @@ docs/RESULTS.md.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -18,8 +19,29 @@ from torch.utils.data import DataLoader
 
 from mobilenet.analysis import profile_module
 from mobilenet.data import load_eval_folder
+from mobilenet.errors import ConfigError
 from mobilenet.evaluate import evaluate
-from mobilenet.training import load_model, resolve_config, train
+from mobilenet.load import load
+from mobilenet.training import resolve_config, train
+
+MARKER = ".mobilenet-demo"
+"""The file that marks a folder as the demo's own: only such a folder is ever replaced."""
+
+
+def claim_folder(out: Path) -> None:
+    """Empty ``out`` for a new demo run if the demo made it; refuse any other folder that holds files.
+
+    A training run, or anything else a user keeps there, is never deleted.
+    """
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise ConfigError(
+                f"{out} holds files the demo did not write (a training run?): it is left alone; "
+                "pass another --out, or delete the folder yourself"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by mobilenet demo: the next demo run replaces this folder\n")
 
 
 def latency_ms(model: torch.nn.Module, shape: tuple[int, ...], runs: int = 30) -> float:
@@ -37,22 +59,23 @@ def latency_ms(model: torch.nn.Module, shape: tuple[int, ...], runs: int = 30) -
 
 
 def run_demo(out: Path, epochs: int = 2, steps_per_epoch: int | None = 150, progress: bool = True) -> dict[str, Any]:
-    """Train briefly, evaluate on the test split, and return the figures of the result table."""
+    """Train briefly in ``out`` (see :func:`claim_folder`), evaluate on the test split, return the figures."""
+    claim_folder(out)
     config = resolve_config(
         "fashion-mnist", out=str(out), epochs=epochs, steps_per_epoch=steps_per_epoch, progress=progress
     )
     start = time.perf_counter()
     train(config)
     train_seconds = time.perf_counter() - start
-    model, meta = load_model(out)
+    model, card = load(out)
     test, classes = load_eval_folder(
-        "fashion-mnist", meta["input_size"], meta["in_chans"], tuple(meta["mean"]), tuple(meta["std"]), meta["classes"]
+        "fashion-mnist", card.input_size, card.in_chans, card.mean, card.std, card.eval_classes
     )
     result = evaluate(model, DataLoader(test, batch_size=500), classes)
-    shape = (meta["in_chans"], meta["input_size"], meta["input_size"])
+    shape = (card.in_chans, card.input_size, card.input_size)
     cost = profile_module(model, shape)
     return {
-        "width_mult": model.width_mult,
+        "model": card.summary(),
         "test_top1": result.top1,
         "test_top5": result.top5,
         "test_images": result.n,

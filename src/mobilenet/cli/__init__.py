@@ -10,11 +10,19 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from mobilenet import __version__
 from mobilenet.cli import analysis, bench, demo, evaluate, export, train, weights
 from mobilenet.errors import MobileNetError
 
 COMMANDS = (analysis, train, evaluate, weights, export, bench, demo)
 EXIT_USAGE = 2
+DESCRIPTION = "MobileNet (V1, Howard et al. 2017) exactly as published: analyse, train, evaluate, convert and deploy."
+EXAMPLES = """most common:
+  mobilenet train --recipe fashion-mnist --out runs/fashion          train (recipes: mobilenet train --help)
+  mobilenet eval --checkpoint runs/fashion --data fashion-mnist     accuracy of a run, weights or exported file
+  mobilenet export --checkpoint runs/fashion --out model.onnx       ONNX, ExecuTorch or .pt2, float or int8
+
+`mobilenet COMMAND --help` explains each command; `mobilenet demo` runs the main job in minutes."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,8 +34,14 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every sub-command registered."""
-    parser = _Parser(prog="mobilenet", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(
+        prog="mobilenet",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mobilenet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
     return parser

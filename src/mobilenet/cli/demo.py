@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from mobilenet.cli._format import millions, table
@@ -12,16 +11,16 @@ from mobilenet.demo import run_demo
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``demo``."""
-    p = sub.add_parser("demo", help="train MobileNetV1 on Fashion-MNIST briefly, evaluate it, print the results")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="checkpoint folder (replaced if present)")
+    p = sub.add_parser("demo", help="train a MobileNet on Fashion-MNIST briefly, evaluate it, print the results")
+    p.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="checkpoint folder (an earlier demo's is replaced)"
+    )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--steps-per-epoch", type=int, default=150, help="cap per epoch (0: whole epochs)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if (args.out / "config.json").is_file():
-        shutil.rmtree(args.out)  # only ever a previous demo run: it holds a config.json we wrote
     figures = run_demo(args.out, args.epochs, args.steps_per_epoch or None)
     rows = [
         ("test top-1", f"{100 * figures['test_top1']:.2f}% of {figures['test_images']:,} Fashion-MNIST test images"),
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         ("training time", f"{figures['train_seconds']:.0f} s"),
         ("checkpoint", figures["checkpoint"]),
     ]
-    print()
-    print(table((f"MobileNetV1 {figures['width_mult']:g}, Fashion-MNIST (short demo run)", ""), rows))
+    print(f"\n{figures['model']} (short demo run)\n")
+    print(table(("figure", "value"), rows))
     print("\nThe full recipe: mobilenet train --recipe fashion-mnist --out runs/fashion (see docs/RESULTS.md)")
     return 0

@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from mobilenet.errors import ExportError
 from mobilenet.export import DEFAULT_CALIB_IMAGES, FORMATS, export
-from mobilenet.training import load_model
-from mobilenet.weights import load_weights
+from mobilenet.load import load
+from mobilenet.models import MobileNet
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,13 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    model, meta = load_model(Path(args.checkpoint)) if args.checkpoint else load_weights(args.weights)
+    model, card = load(args.checkpoint or args.weights)
+    if not isinstance(model, MobileNet):
+        raise ExportError(f"{args.weights} is already an exported file: export its checkpoint or weights instead")
     info = export(
         model,
         args.out,
         args.format,
         args.resolution,
-        meta,
+        card,
         int8=args.int8,
         calib_data=args.calib_data,
         calib_images=args.calib_images,
@@ -58,9 +61,10 @@ def run_export(args: argparse.Namespace) -> int:
         reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range],
     )
     if args.json:
-        print(json.dumps({"out": str(args.out), "format": args.format, **info}))
+        print(json.dumps({"out": str(args.out), "export_format": args.format, **info.to_dict()}))
         return 0
-    precision = f"int8 ({info['int8']['calib_images']} calibration images)" if info["int8"] else "float32"
+    quant = info.quantization
+    precision = f"int8 ({quant['calib_images']} calibration images)" if quant else "float32"
     size_mb = args.out.stat().st_size / 1e6
-    print(f"wrote {args.out}: {args.format}, {precision}, input {info['input_size']}, {size_mb:.2f} MB")
+    print(f"wrote {args.out}: {args.format}, {precision}, input {info.input_size}, {size_mb:.2f} MB")
     return 0

@@ -32,7 +32,7 @@ VALUE_FLAGS: dict[str, tuple[type, str]] = {
     "stem_stride": (int, "1 for 28-32 px images"),
     "act": (str, "relu6 (default) or relu"),
     "dropout": (float, "dropout before the classifier"),
-    "weights": (str, "fine-tune from these weights (a file in any supported format, or timm / hf / keras)"),
+    "weights": (str, "fine-tune from these weights (any format, a tag: timm / hf / keras, or a training run)"),
     "freeze_epochs": (int, "fine-tuning: epochs training only the new classifier"),
     "body_lr_scale": (float, "fine-tuning: the body's learning rate as a fraction of --lr"),
     "epochs": (int, "epochs to train (with --resume: the new total)"),
@@ -104,14 +104,9 @@ def run_train(args: argparse.Namespace) -> int:
         config.out = args.resume
     else:
         config = resolve_config(args.recipe, **given)
-    if config.qat:
-        if args.resume:
-            raise ConfigError("--qat runs cannot be resumed: start it again")
-        from mobilenet.training.qat import train_qat
-
-        train_qat(config)
-        return 0
+    if config.qat and args.resume:
+        raise ConfigError("--qat runs cannot be resumed: start it again")
     result = train(config, resume=bool(args.resume))
-    if result and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+    if result and not config.qat and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"done: checkpoints in {config.out} (best.safetensors, last.safetensors), metrics in metrics.jsonl")
     return 0

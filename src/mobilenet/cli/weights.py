@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mobilenet.errors import WeightsError
-from mobilenet.weights import load_weights, save_native, summary
+from mobilenet.weights import load_weights, save_native
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def run_convert(args: argparse.Namespace) -> int:
     if len(args.sources) > 2:
         raise WeightsError(f"expected one source, or two TFLite files (body and head); got {len(args.sources)}")
     overrides = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    model, meta = load_weights(args.sources[0] if len(args.sources) == 1 else args.sources, **overrides)
-    save_native(model, meta, args.out)
-    print(f"wrote {args.out}: {summary(meta)}")
+    model, card = load_weights(args.sources[0] if len(args.sources) == 1 else args.sources, **overrides)
+    save_native(model, card.replace(extra={**card.extra, "converted_from": card.source}), args.out)
+    print(f"wrote {args.out}: {card.summary()}")
     return 0

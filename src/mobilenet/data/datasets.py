@@ -19,6 +19,7 @@ from typing import TypeVar
 import torch
 from torch.utils.data import Dataset
 
+from mobilenet.constants import CROP_FRACTION
 from mobilenet.data.cache import Images, decode_files
 from mobilenet.data.images import check_in_chans, decode_file, nothing_decoded, probe_images, to_channels
 from mobilenet.data.sources import Split, default_data_root, eval_split, open_source, scan_image_folder
@@ -262,6 +263,7 @@ def load_eval_folder(
     download: bool = False,
     strict: bool = False,
     cache: str = "auto",
+    crop_fraction: float = CROP_FRACTION,
 ) -> tuple[LabeledImages, list[str]]:
     """An evaluation data set (resize, center crop, normalise) and its class names.
 
@@ -270,13 +272,16 @@ def load_eval_folder(
     or a named data set (its ``split``: ``test`` for Fashion-MNIST and CIFAR-10). With
     ``classes`` (from a checkpoint) the folder's class names must be the same set, and labels
     follow the checkpoint's order; the ImageNet-sample layout's integer labels must index it.
+    Photos are resized to ``round(resolution / crop_fraction)`` before the central crop (a model
+    card's ``crop_fraction``; 0.875 by default).
     """
     _check_options(resolution, in_chans, cache)
     images, kind = eval_split(str(path_or_name), _data_root(data_root), split, download)
     if classes is not None:
         images = align_labels(images, classes)
-    dataset, _, _ = build_images(images, in_chans, kind, resolution, cache, strict)
-    return dataset.with_transform(eval_transform(kind, resolution, tuple(mean), tuple(std))), images.classes
+    transform = eval_transform(kind, resolution, tuple(mean), tuple(std), crop_fraction=crop_fraction)
+    dataset, _, _ = build_images(images, in_chans, kind, resolution, cache, strict, crop_fraction=crop_fraction)
+    return dataset.with_transform(transform), images.classes
 
 
 def _data_root(data_root: str | None) -> Path | None:
@@ -293,17 +298,24 @@ def _check_options(resolution: int | None, in_chans: int | None, cache: str) -> 
 
 
 def build_images(
-    split: Split, in_chans: int, kind: Kind, resolution: int, cache: str, strict: bool
+    split: Split,
+    in_chans: int,
+    kind: Kind,
+    resolution: int,
+    cache: str,
+    strict: bool,
+    *,
+    crop_fraction: float = CROP_FRACTION,
 ) -> tuple[LabeledImages, list[str], str]:
     """A split as an untransformed data set: (data set, skipped files, cache used).
 
-    Photos are cached with their shorter side at the evaluation resize (``round(R / 0.875)``,
-    never enlarged): evaluation then sees exactly the pixels it would from the file, and
-    RandomResizedCrop still has more than R pixels to crop from.
+    Photos are cached with their shorter side at the evaluation resize
+    (``round(R / crop_fraction)``, never enlarged): evaluation then sees exactly the pixels it
+    would from the file, and RandomResizedCrop still has more than R pixels to crop from.
     """
     if split.images is not None:
         return InMemoryImages(to_channels(split.images, in_chans), split.labels), [], "memory"
-    short_side = None if kind == "small" else eval_resize_size(kind, resolution)
+    short_side = None if kind == "small" else eval_resize_size(kind, resolution, crop_fraction=crop_fraction)
     if cache == "none" or (cache == "auto" and estimate_bytes(split.paths, in_chans, short_side) >= AUTO_CACHE_LIMIT):
         return ImageFiles(split.paths, split.labels, in_chans, strict), [], "none"
     decoded = decode_files(split.paths, in_chans, short_side, strict)

@@ -21,6 +21,7 @@ import torch
 import torchvision.datasets
 from torchvision.datasets.vision import VisionDataset
 
+from mobilenet.constants import IMAGENET_MEAN, IMAGENET_STD
 from mobilenet.data.cache import cache_dir
 from mobilenet.data.images import IMAGE_EXTENSIONS, is_image_file, probe_images, walk_images
 from mobilenet.data.transforms import (
@@ -33,7 +34,6 @@ from mobilenet.data.transforms import (
     kind_of,
 )
 from mobilenet.errors import DataError
-from mobilenet.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 PHOTO_RESOLUTION = 224
 """Default input side for photos: the paper's full-resolution MobileNet."""
@@ -107,6 +107,7 @@ def default_data_root() -> Path | None:
 def scan_image_folder(root: Path) -> Split:
     """The ImageFolder layout ``root/<class>/<image>`` (images found recursively); classes sorted by name."""
     _check_folder(root)
+    # Not torchvision's find_classes: it takes hidden folders (.ipynb_checkpoints) for classes.
     class_dirs = sorted(
         entry for entry in root.absolute().iterdir() if entry.is_dir() and not entry.name.startswith(".")
     )

@@ -7,8 +7,8 @@ ends with ``ToDtype(float32, scale=True)`` and ``Normalize(mean, std)``. Two kin
   a horizontal flip, the CIFAR recipe of the ResNet paper (4 px of padding at 32 px); evaluate
   at the native size.
 - ``photo``: train with ``RandomResizedCrop`` and a flip, the Inception recipe MobileNet was
-  trained with (paper Section 4); evaluate by resizing the shorter side to R / 0.875 and
-  cropping the central R x R (the standard 87.5% crop: 256 then 224).
+  trained with (paper Section 4); evaluate by resizing the shorter side to R / crop fraction
+  and cropping the central R x R (by default the standard 87.5% crop: 256 then 224).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from torchvision.transforms import v2
 
+from mobilenet.constants import CROP_FRACTION
 from mobilenet.errors import ConfigError
 
 Kind = Literal["small", "photo"]
@@ -28,8 +29,6 @@ BatchMix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tens
 
 SMALL_MAX_SIDE = 64
 """Images whose longer side is at most this many pixels are ``small``; larger ones are photos."""
-CROP_FRACTION = 0.875
-"""Evaluation crops R out of a shorter side of R / 0.875 (224 out of 256)."""
 SMALL_PADDING_FRACTION = 1 / 8
 """Pad-and-crop padding as a fraction of the resolution: 4 px at 32 px."""
 AUTO_AUGMENTS: dict[str, Callable[[], v2.Transform]] = {"trivial": v2.TrivialAugmentWide, "rand": v2.RandAugment}
@@ -66,9 +65,15 @@ def _luma(values: Stats) -> float:
     return round(sum(weight * value for weight, value in zip(LUMA_WEIGHTS, values, strict=True)), 4)
 
 
-def eval_resize_size(kind: Kind, resolution: int) -> int:
-    """The shorter side an image is resized to before the central ``resolution`` crop."""
-    return resolution if kind == "small" else round(resolution / CROP_FRACTION)
+def eval_resize_size(kind: Kind, resolution: int, *, crop_fraction: float = CROP_FRACTION) -> int:
+    """The shorter side an image is resized to before the central ``resolution`` crop.
+
+    ``round(resolution / crop_fraction)`` for photos (256 for 224 at the default 0.875); small
+    images are evaluated at ``resolution`` uncropped, whatever ``crop_fraction``.
+    """
+    if not 0.0 < crop_fraction <= 1.0:
+        raise ConfigError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+    return resolution if kind == "small" else round(resolution / crop_fraction)
 
 
 def small_padding(resolution: int) -> int:
@@ -80,13 +85,18 @@ def _to_normalized_float(mean: Stats, std: Stats) -> list[v2.Transform]:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
 
 
-def eval_transform(kind: Kind, resolution: int, mean: Stats, std: Stats) -> v2.Compose:
+def eval_transform(
+    kind: Kind, resolution: int, mean: Stats, std: Stats, *, crop_fraction: float = CROP_FRACTION
+) -> v2.Compose:
     """Deterministic evaluation transform: resize the shorter side, crop the centre, normalise.
 
     Small images at their native size pass through unresized; photos are resized to
-    ``round(resolution / 0.875)`` and center-cropped to ``resolution``.
+    ``round(resolution / crop_fraction)`` and center-cropped to ``resolution``. ``crop_fraction``
+    defaults to the standard 0.875 (:data:`mobilenet.constants.CROP_FRACTION`); pass a model
+    card's own to evaluate the way its weights were measured.
     """
-    geometry = [v2.Resize(eval_resize_size(kind, resolution), antialias=True), v2.CenterCrop(resolution)]
+    resize = eval_resize_size(kind, resolution, crop_fraction=crop_fraction)
+    geometry = [v2.Resize(resize, antialias=True), v2.CenterCrop(resolution)]
     return v2.Compose(geometry + _to_normalized_float(mean, std))
 
 

@@ -16,9 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from mobilenet.card import ModelCard
 from mobilenet.errors import ExportError
 from mobilenet.export.fold import inference_model
-from mobilenet.export.metadata import ExportedClassifier, check_writable, export_meta, require, scratch_folder
+from mobilenet.export.metadata import (
+    ExportedClassifier,
+    check_writable,
+    export_card,
+    exported_card,
+    require,
+    scratch_folder,
+)
 from mobilenet.export.pt2e import capture, quantize_pt2e
 
 INSTALL = "executorch"
@@ -35,37 +43,40 @@ def export_executorch(
     path: str | Path,
     resolution: int | None = None,
     *,
-    meta: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     calib_images: torch.Tensor | None = None,
     per_channel: bool = True,
-) -> dict[str, Any]:
+) -> ModelCard:
     """Write ``model`` as an XNNPACK ExecuTorch program ``path`` and its metadata ``<path>.json``.
 
     The program takes ``resolution x resolution`` inputs in batches of 1 to ``max_batch``; with
     ``calib_images`` it is int8 (PT2E with ExecuTorch's ``XNNPACKQuantizer``: int8 per-channel
-    weights, or per tensor, int8 activations). Both files appear only when both are complete; the metadata is
+    weights, or per tensor, int8 activations). Both files appear only when both are complete; the card is
     returned.
     """
     path = Path(path)
-    info = {**export_meta(model, meta, resolution), "max_batch": max_batch}
+    info = export_card(model, card, resolution)
+    info = info.replace(extra={**info.extra, "max_batch": max_batch})
     check_writable(path)
-    graph = inference_model(model, info["input_size"])
-    buffer = pte_program(graph, info["input_size"], max_batch, calib_images, per_channel)
+    graph = inference_model(model, info.input_size)
+    buffer = pte_program(graph, info.input_size, max_batch, calib_images, per_channel)
     if calib_images is not None:
-        info["int8"] = {
-            "runtime": "executorch-xnnpack",
-            "format": "PT2E (XNNPACKQuantizer)",
-            "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
-            "activations": "int8",
-            "calibration": "min/max",
-            "calib_images": len(calib_images),
-        }
+        info = info.replace(
+            quantization={
+                "runtime": "executorch-xnnpack",
+                "format": "PT2E (XNNPACKQuantizer)",
+                "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
+                "activations": "int8",
+                "calibration": "min/max",
+                "calib_images": len(calib_images),
+            }
+        )
     with scratch_folder(path) as work:
         program_tmp, meta_tmp = Path(work) / "program.pte", Path(work) / "meta.json"
         try:
             program_tmp.write_bytes(buffer)
-            meta_tmp.write_text(json.dumps(info))
+            meta_tmp.write_text(json.dumps(info.to_dict()))
             os.replace(meta_tmp, sidecar(path))
             try:
                 os.replace(program_tmp, path)
@@ -105,24 +116,25 @@ def load_method(path: str | Path) -> Any:
         raise ExportError(f"ExecuTorch cannot load {path}: {err}") from err
 
 
-def read_executorch_meta(path: str | Path) -> dict[str, Any]:
-    """The metadata :func:`export_executorch` wrote beside ``path``."""
+def read_executorch_card(path: str | Path) -> ModelCard:
+    """The card :func:`export_executorch` wrote beside ``path``."""
     meta_path = sidecar(Path(path))
     if not meta_path.is_file():
         raise ExportError(f"{path} has no metadata beside it ({meta_path}): export it with `mobilenet export`")
     try:
-        return json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ExportError(f"cannot read {meta_path}: {err}") from err
+        text = meta_path.read_text()
+    except OSError as err:
+        raise ExportError(f"cannot read {meta_path}: {err.strerror or err}") from err
+    return exported_card(text, meta_path)
 
 
 class ExecuTorchClassifier(ExportedClassifier):
     """An exported ``.pte`` run by ExecuTorch's runtime (XNNPACK); batches over ``max_batch`` are split."""
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(read_executorch_meta(path))
+        super().__init__(read_executorch_card(path))
         self.method = load_method(path)
-        self.max_batch = int(self.meta["max_batch"])
+        self.max_batch = int(self.card.extra.get("max_batch", DEFAULT_MAX_BATCH))
 
     def run(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.method.execute([chunk])[0] for chunk in images.split(self.max_batch)])

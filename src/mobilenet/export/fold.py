@@ -2,7 +2,7 @@
 
 At inference a batch norm is an affine map per channel, ``gamma * (y - mean) / sqrt(var + eps) +
 beta``, so it merges into the convolution before it: the weights are scaled per output channel
-and a bias is added (the paper's Figure 3 unit becomes conv -> ReLU6). Google's TFSameConv2d
+and a bias is added (V1's Figure 3 unit becomes conv -> ReLU6). Google's TFSameConv2d
 computes its padding from the input's shape; for a file exported at one resolution that padding
 is a constant and is written as such, so no runtime computes shapes to pad.
 """
@@ -15,16 +15,16 @@ import torch
 from torch import nn
 
 from mobilenet.errors import ExportError
-from mobilenet.models.blocks import ConvBNAct, TFSameConv2d, tf_same_padding
-from mobilenet.models.mobilenet_v1 import MobileNetV1
+from mobilenet.models import MobileNet
+from mobilenet.models.layers import ConvBNAct, TFSameConv2d, tf_same_padding
 
 
-def check_exportable(model: nn.Module) -> MobileNetV1:
-    """``model`` itself if it is a classifier ``MobileNetV1``; an :class:`ExportError` otherwise."""
-    if not isinstance(model, MobileNetV1):
+def check_exportable(model: nn.Module) -> MobileNet:
+    """``model`` itself if it is one of the family's classifiers; an :class:`ExportError` otherwise."""
+    if not isinstance(model, MobileNet):
         raise ExportError(
-            f"can only export this package's MobileNetV1, got {type(model).__name__}: "
-            "load it with mobilenet.training.load_model or mobilenet.weights.load_weights"
+            f"can only export this package's models, got {type(model).__name__}: "
+            "load one with mobilenet.load or build one with mobilenet.create_model"
         )
     if model.features_only:
         raise ExportError("cannot export a features_only model: export the classifier (num_classes=0 for features)")
@@ -107,7 +107,7 @@ def freeze_padding(model: nn.Module, resolution: int, in_chans: int = 3) -> nn.M
     return model
 
 
-def inference_model(model: nn.Module, resolution: int) -> MobileNetV1:
+def inference_model(model: nn.Module, resolution: int) -> MobileNet:
     """What every export path exports: ``model`` checked, BN folded, TF-SAME padding frozen at ``resolution``."""
     model = check_exportable(model)
     if resolution < model.min_input_size:

@@ -1,66 +1,69 @@
-"""What every export format shares: the metadata a file carries, safe writing, the runner interface.
+"""What every export format shares: the card a file carries, safe writing, the runner interface.
 
-Checkpoints (``load_model``) and converted weights (``load_weights``) describe their model with
-slightly different metadata; :func:`export_meta` turns either into the one dictionary an exported
-file carries: ``arch``, ``classes``, ``label_offset`` (1 when output 0 is Google's background
-class), ``mean``/``std``, ``input_size`` (the exported resolution), ``in_chans``, ``kind``
-(``photo`` or ``small``: which evaluation transform fits), ``source`` and ``int8`` (None for a
-float file, else how it was quantized). :class:`ExportedClassifier` is what each runtime's
-runner implements so that exported files are evaluated by the same code as PyTorch models.
+Every exported file carries the model card (:class:`mobilenet.card.ModelCard`) of its model at
+the exported resolution, with ``quantization`` saying how it was made int8 (None: float).
+:class:`ExportedClassifier` is what each runtime's runner implements so that exported files are
+evaluated by the same code as PyTorch models.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import torch
 from torch import nn
 
+from mobilenet.card import ModelCard
 from mobilenet.data.transforms import adapt_stats
-from mobilenet.errors import ExportError
+from mobilenet.errors import ExportError, WeightsError
 from mobilenet.export.fold import check_exportable
 from mobilenet.fileio import atomic_write
-from mobilenet.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mobilenet.weights.imagenet import classes_for
 
 
-def export_meta(model: nn.Module, meta: dict[str, Any] | None, resolution: int | None = None) -> dict[str, Any]:
-    """The metadata an exported ``model`` carries, from a checkpoint's or converted weights' ``meta``.
+def export_card(model: nn.Module, card: ModelCard | None, resolution: int | None = None) -> ModelCard:
+    """The card an exported ``model`` carries: ``card`` at the exported ``resolution`` (default: the card's).
 
-    ``resolution`` defaults to the ``input_size`` of ``meta`` (224 without one). Raises
-    :class:`ExportError` when ``meta`` names a different number of classes than the model outputs.
+    Without a card (a model fresh from ``create_model``) the model describes itself: ImageNet's
+    classes for 1000 outputs, none otherwise. Raises :class:`ExportError` when the card names a
+    different number of classes than the model outputs.
     """
     model = check_exportable(model)
-    meta = meta or {}
-    offset = int(meta.get("label_offset", 0))
-    classes = meta.get("classes") or classes_for(model.num_classes)
-    if classes is not None and len(classes) != model.num_classes:
+    if card is None:
+        card = ModelCard(model.arch, classes=_tuple(classes_for(model.num_classes)), in_chans=model.in_chans)
+    if card.classes is not None and len(card.classes) != model.num_classes:
         raise ExportError(
-            f"the metadata names {len(classes)} classes, the model has {model.num_classes} outputs: "
-            "pass the metadata that came with these weights"
+            f"the card names {len(card.classes)} classes, the model has {model.num_classes} outputs: "
+            "pass the card that came with these weights"
         )
-    mean, std = adapt_stats(meta.get("mean", IMAGENET_MEAN), meta.get("std", IMAGENET_STD), model.in_chans)
-    arch = {**meta.get("kwargs", {}), **meta.get("arch", {})}
-    arch.update(width_mult=model.width_mult, num_classes=model.num_classes, in_chans=model.in_chans)
-    return {
-        "model": meta.get("model", "mobilenet_v1"),
-        "arch": arch,
-        "classes": list(classes) if classes is not None else None,
-        "label_offset": offset,
-        "mean": list(mean),
-        "std": list(std),
-        "input_size": int(resolution or meta.get("input_size", 224)),
-        "in_chans": model.in_chans,
-        "kind": meta.get("kind", "photo"),
-        "source": meta.get("source"),
-        "int8": None,
-    }
+    mean, std = adapt_stats(card.mean, card.std, model.in_chans)
+    return card.replace(
+        arch=model.arch,
+        kwargs=dict(model.config),
+        in_chans=model.in_chans,
+        mean=mean,
+        std=std,
+        input_size=int(resolution or card.input_size),
+        quantization=None,
+    )
+
+
+def _tuple(classes: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(classes) if classes is not None else None
+
+
+def exported_card(text: str, path: str | Path) -> ModelCard:
+    """The card stored (as JSON ``text``) in the exported file ``path``; an :class:`ExportError` if unreadable."""
+    try:
+        return ModelCard.from_dict(json.loads(text), str(path))
+    except (json.JSONDecodeError, WeightsError) as err:
+        raise ExportError(f"{path}: unreadable mobilenet metadata ({err})") from err
 
 
 def require(module: str, install: str = "'mobilenet[onnx]'") -> ModuleType:
@@ -105,11 +108,11 @@ class ExportedClassifier(nn.Module):
     Subclasses implement :meth:`run` for one runtime.
     """
 
-    def __init__(self, meta: dict[str, Any]) -> None:
+    def __init__(self, card: ModelCard) -> None:
         super().__init__()
-        self.meta = meta
-        self.offset = int(meta["label_offset"])
-        self.classes: list[str] | None = meta["classes"][self.offset :] if meta["classes"] is not None else None
+        self.card = card
+        self.offset = card.label_offset
+        self.classes: list[str] | None = card.eval_classes
 
     def run(self, images: torch.Tensor) -> torch.Tensor:
         """All the model's logits for a contiguous float32 CPU batch."""

@@ -16,9 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from mobilenet.card import ModelCard
 from mobilenet.errors import ExportError
 from mobilenet.export.fold import inference_model
-from mobilenet.export.metadata import ExportedClassifier, check_writable, export_meta, require, write_atomically
+from mobilenet.export.metadata import (
+    ExportedClassifier,
+    check_writable,
+    export_card,
+    exported_card,
+    require,
+    write_atomically,
+)
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
@@ -33,24 +41,24 @@ def export_onnx(
     resolution: int | None = None,
     *,
     opset: int = DEFAULT_OPSET,
-    meta: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    card: ModelCard | None = None,
+) -> ModelCard:
     """Write ``model`` as an ONNX file for ``resolution x resolution`` inputs and any batch size.
 
-    ``meta`` is the checkpoint's or weights' metadata (class names, mean/std...); what the file
-    carries (see :func:`~mobilenet.export.metadata.export_meta`) is stored in its
-    ``metadata_props`` under ``"mobilenet"`` and returned. The file appears only when complete.
+    ``card`` is the model's card (from :func:`mobilenet.load`); the file's card (see
+    :func:`~mobilenet.export.metadata.export_card`) is stored in its ``metadata_props`` under
+    ``"mobilenet"`` and returned. The file appears only when complete.
     """
     require("onnx")
     require("onnxscript")  # the dynamo exporter's translation library
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: use {MIN_OPSET} or later (default {DEFAULT_OPSET})")
     path = Path(path)
-    info = export_meta(model, meta, resolution)
+    info = export_card(model, card, resolution)
     check_writable(path)
-    graph = inference_model(model, info["input_size"])
-    proto = onnx_proto(graph, info["input_size"], opset)
-    set_meta(proto, info)
+    graph = inference_model(model, info.input_size)
+    proto = onnx_proto(graph, info.input_size, opset)
+    set_card(proto, info)
     write_atomically(path, lambda tmp: tmp.write_bytes(proto.SerializeToString()))
     return info
 
@@ -76,17 +84,17 @@ def onnx_proto(graph: nn.Module, resolution: int, opset: int) -> Any:
     return proto
 
 
-def set_meta(proto: Any, info: dict[str, Any]) -> None:
-    """Store ``info`` (JSON) in the model's ``metadata_props`` under ``"mobilenet"``, replacing any earlier."""
+def set_card(proto: Any, card: ModelCard) -> None:
+    """Store ``card`` (JSON) in the model's ``metadata_props`` under ``"mobilenet"``, replacing any earlier."""
     kept = [p for p in proto.metadata_props if p.key != META_KEY]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(info)
+    entry.key, entry.value = META_KEY, json.dumps(card.to_dict())
 
 
-def read_onnx_meta(path: str | Path) -> dict[str, Any]:
-    """The metadata that :func:`export_onnx` stored in ``path``; :class:`ExportError` for any other file."""
+def read_onnx_card(path: str | Path) -> ModelCard:
+    """The card that :func:`export_onnx` stored in ``path``; :class:`ExportError` for any other file."""
     onnx = require("onnx")
     path = Path(path)
     if not path.is_file():
@@ -98,7 +106,7 @@ def read_onnx_meta(path: str | Path) -> dict[str, Any]:
     props = {p.key: p.value for p in proto.metadata_props}
     if META_KEY not in props:
         raise ExportError(f"{path} carries no mobilenet metadata: export it with `mobilenet export`")
-    return json.loads(props[META_KEY])
+    return exported_card(props[META_KEY], path)
 
 
 def ort_runner(path: str | Path, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -121,7 +129,7 @@ class OnnxClassifier(ExportedClassifier):
     """An exported ONNX file run by ONNX Runtime (CPU); ``threads`` defaults to PyTorch's intra-op count."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        super().__init__(read_onnx_meta(path))
+        super().__init__(read_onnx_card(path))
         self.runner = ort_runner(path, threads)
 
     def run(self, images: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ activations, for ``.pte`` files), observers collect activation ranges on calibra
 its ``freezing`` pass, pattern-matches those into oneDNN int8 convolutions; without compilation
 the graph runs (slowly) in float arithmetic that simulates int8.
 
-A ``.pt2`` file is ``torch.export.save`` of that graph (float or int8) with the metadata inside
+A ``.pt2`` file is ``torch.export.save`` of that graph (float or int8) with the model card inside
 (``extra_files["mobilenet.json"]``); :class:`Pt2Classifier` loads and compiles it.
 """
 
@@ -25,12 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from mobilenet.card import ModelCard
 from mobilenet.errors import ExportError
 from mobilenet.export.fold import inference_model
 from mobilenet.export.metadata import (
     ExportedClassifier,
     check_writable,
-    export_meta,
+    export_card,
+    exported_card,
     require,
     write_atomically,
 )
@@ -120,47 +122,49 @@ def export_pt2(
     path: str | Path,
     resolution: int | None = None,
     *,
-    meta: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
     calib_images: torch.Tensor | None = None,
     reduce_range: bool = True,
-) -> dict[str, Any]:
+) -> ModelCard:
     """Write ``model`` (folded) as a ``.pt2`` program, int8 (PT2E, x86) when ``calib_images`` are given.
 
-    The metadata is stored inside the file and returned; the file appears only when complete.
+    The file's card is stored inside it and returned; the file appears only when complete.
     """
     path = Path(path)
-    info = export_meta(model, meta, resolution)
+    info = export_card(model, card, resolution)
     check_writable(path)
-    size = info["input_size"]
+    size = info.input_size
     graph: nn.Module = inference_model(model, size)
     if calib_images is not None:
         graph = quantize_pt2e(graph, calib_images, "x86", reduce_range=reduce_range)
-        info["int8"] = {
-            "runtime": "pytorch-inductor",
-            "format": "PT2E (X86InductorQuantizer)",
-            "weights": "int8 per-channel",
-            "activations": "uint8, 7-bit" if reduce_range else "uint8",
-            "calibration": "histogram (activations), min/max (weights)",
-            "calib_images": len(calib_images),
-        }
+        info = info.replace(
+            quantization={
+                "runtime": "pytorch-inductor",
+                "format": "PT2E (X86InductorQuantizer)",
+                "weights": "int8 per-channel",
+                "activations": "uint8, 7-bit" if reduce_range else "uint8",
+                "calibration": "histogram (activations), min/max (weights)",
+                "calib_images": len(calib_images),
+            }
+        )
     save_pt2(graph, path, info)
     return info
 
 
-def save_pt2(graph: nn.Module, path: Path, info: dict[str, Any]) -> None:
-    """``torch.export.save`` of ``graph`` (float or PT2E-converted) with ``info`` inside, written atomically."""
-    program = capture(graph, info["input_size"])
+def save_pt2(graph: nn.Module, path: Path, card: ModelCard) -> None:
+    """``torch.export.save`` of ``graph`` (float or PT2E-converted) with ``card`` inside, written atomically."""
+    program = capture(graph, card.input_size)
     buffer = io.BytesIO()
-    torch.export.save(program, buffer, extra_files={META_FILE: json.dumps(info)})
+    torch.export.save(program, buffer, extra_files={META_FILE: json.dumps(card.to_dict())})
     write_atomically(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
-def read_pt2_meta(path: str | Path) -> dict[str, Any]:
-    """The metadata :func:`export_pt2` stored in ``path``."""
+def read_pt2_card(path: str | Path) -> ModelCard:
+    """The card :func:`export_pt2` stored in ``path``."""
     return _load(path)[1]
 
 
-def _load(path: str | Path) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
+def _load(path: str | Path) -> tuple[torch.export.ExportedProgram, ModelCard]:
     with contextlib.suppress(ImportError):  # registers the quantize/dequantize ops an int8 program calls
         importlib.import_module("torchao.quantization.pt2e")
     extra = {META_FILE: ""}
@@ -170,15 +174,15 @@ def _load(path: str | Path) -> tuple[torch.export.ExportedProgram, dict[str, Any
         raise ExportError(f"{path} is not a loadable .pt2 program: {err}") from err
     if not extra[META_FILE]:
         raise ExportError(f"{path} carries no mobilenet metadata: export it with `mobilenet export`")
-    return program, json.loads(extra[META_FILE])
+    return program, exported_card(extra[META_FILE], path)
 
 
 class Pt2Classifier(ExportedClassifier):
     """A ``.pt2`` program compiled by Inductor with freezing (int8 ones become oneDNN int8 kernels)."""
 
     def __init__(self, path: str | Path) -> None:
-        program, meta = _load(path)
-        super().__init__(meta)
+        program, card = _load(path)
+        super().__init__(card)
         self.program = compile_for_cpu(program.module())
 
     def run(self, images: torch.Tensor) -> torch.Tensor:

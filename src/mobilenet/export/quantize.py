@@ -1,4 +1,4 @@
-"""int8 post-training static quantization of an exported ONNX model with ONNX Runtime (issue 5, section 3).
+"""int8 post-training static quantization of an exported ONNX model with ONNX Runtime .
 
 Weights are quantized per output channel (int8, symmetric), activations per tensor (uint8 by
 default, the fast kernel pair on x86), with ranges calibrated (min/max) on N images of a data
@@ -17,10 +17,11 @@ from typing import Any
 
 import torch
 
+from mobilenet.card import ModelCard
 from mobilenet.data import load_eval_folder
 from mobilenet.errors import ExportError
 from mobilenet.export.metadata import check_writable, require, scratch_folder, write_atomically
-from mobilenet.export.onnx_export import INPUT_NAME, ort_runner, read_onnx_meta, set_meta
+from mobilenet.export.onnx_export import INPUT_NAME, ort_runner, read_onnx_card, set_card
 
 DEFAULT_CALIB_IMAGES = 256
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -28,7 +29,7 @@ ACTIVATION_TYPES = ("uint8", "int8")
 
 def calibration_images(
     data: str | Path,
-    meta: dict[str, Any],
+    card: ModelCard,
     count: int = DEFAULT_CALIB_IMAGES,
     split: str = "train",
     data_root: str | None = None,
@@ -36,21 +37,19 @@ def calibration_images(
     """``count`` images of ``data``, spread evenly over its (sorted) files, as the model sees them.
 
     ``data`` is anything ``mobilenet eval --data`` takes (a folder, a data root with splits, where
-    ``split`` is used, or a named data set); its classes must be the model's (``meta``, as
-    :func:`~mobilenet.export.metadata.export_meta` makes it), so that a model is not calibrated
-    on another data set by mistake. Raises :class:`ExportError` when ``data`` has fewer than
+    ``split`` is used, or a named data set); its classes must be the model's (``card``), so that a
+    model is not calibrated on another data set by mistake. Raises :class:`ExportError` when ``data`` has fewer than
     ``count`` images.
     """
     if count < 1:
         raise ExportError(f"--calib-images must be at least 1, got {count}")
-    classes = meta["classes"][meta["label_offset"] :] if meta["classes"] is not None else None
     dataset, _ = load_eval_folder(
         str(data),
-        resolution=meta["input_size"],
-        in_chans=meta["in_chans"],
-        mean=meta["mean"],
-        std=meta["std"],
-        classes=classes,
+        resolution=card.input_size,
+        in_chans=card.in_chans,
+        mean=card.mean,
+        std=card.std,
+        classes=card.eval_classes,
         data_root=data_root,
         split=split,
         cache="none",
@@ -73,12 +72,12 @@ def quantize_onnx(
     activations: str = "uint8",
     batch_size: int = 16,
     reduce_range: bool | None = None,
-) -> dict[str, Any]:
+) -> ModelCard:
     """Quantize the float file ``float_onnx`` (from :func:`export_onnx`) to an int8 QDQ file ``out``.
 
     ``calib_images`` are preprocessed ``(N, C, R, R)`` images (:func:`calibration_images`). The
-    metadata of ``float_onnx`` is carried over, with ``int8`` describing the quantization, and
-    returned. ``out`` appears only when complete.
+    card of ``float_onnx`` is carried over, with ``quantization`` describing how, and returned.
+    ``out`` appears only when complete.
 
     ``reduce_range`` gives weights 7 bits, which keeps x86 CPUs without VNNI from saturating
     their uint8 x int8 products; it costs precision instead. Neither wins everywhere (Flowers-17
@@ -88,8 +87,8 @@ def quantize_onnx(
     proved too coarse a judge (it picked the worse file for the 0.25-128 model).
     """
     onnx = require("onnx")
-    meta = read_onnx_meta(float_onnx)
-    expected = (meta["in_chans"], meta["input_size"], meta["input_size"])
+    card = read_onnx_card(float_onnx)
+    expected = (card.in_chans, card.input_size, card.input_size)
     if calib_images.ndim != 4 or tuple(calib_images.shape[1:]) != expected or len(calib_images) == 0:
         shape = ", ".join(map(str, expected))
         raise ExportError(f"calibration images must be (N, {shape}), got {tuple(calib_images.shape)}")
@@ -104,9 +103,8 @@ def quantize_onnx(
         scores = {option: _agreement(float_onnx, file, calib_images) for option, file in files.items()}
         chosen = max(options, key=lambda option: scores[option])
         proto = onnx.load_model(str(files[chosen]))
-    info = {
-        **meta,
-        "int8": {
+    info = card.replace(
+        quantization={
             "runtime": "onnxruntime",
             "format": "QDQ",
             "weights": ("int8 per-channel" if per_channel else "int8 per-tensor") + (", 7-bit" if chosen else ""),
@@ -118,8 +116,8 @@ def quantize_onnx(
             "calib_logit_mse": -scores[chosen][0],
             "calib_top1_agreement": scores[chosen][1],
         },
-    }
-    set_meta(proto, info)
+    )
+    set_card(proto, info)
     write_atomically(out, lambda tmp: tmp.write_bytes(proto.SerializeToString()))
     return info
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from mobilenet.card import ModelCard
 from mobilenet.errors import ExportError
-from mobilenet.export.executorch_export import ExecuTorchClassifier, read_executorch_meta
+from mobilenet.export.executorch_export import ExecuTorchClassifier, read_executorch_card
 from mobilenet.export.metadata import ExportedClassifier
-from mobilenet.export.onnx_export import OnnxClassifier, read_onnx_meta
-from mobilenet.export.pt2e import Pt2Classifier, read_pt2_meta
+from mobilenet.export.onnx_export import OnnxClassifier, read_onnx_card
+from mobilenet.export.pt2e import Pt2Classifier, read_pt2_card
 
 PTE_MAGIC = b"ET"  # an ExecuTorch program's flatbuffer identifier (``ET12``) starts at byte 4
 ZIP_MAGIC = b"PK"  # torch.export.save writes a zip archive
+EXPORTED_SUFFIXES = (".onnx", ".pte", ".pt2")
+"""How exported files are named (the runtimes take them by these suffixes)."""
 
 
 def exported_format(path: str | Path) -> str:
@@ -30,19 +32,19 @@ def exported_format(path: str | Path) -> str:
     return "pt2" if head[:2] == ZIP_MAGIC else "onnx"
 
 
-READERS = {"executorch": read_executorch_meta, "pt2": read_pt2_meta, "onnx": read_onnx_meta}
+READERS = {"executorch": read_executorch_card, "pt2": read_pt2_card, "onnx": read_onnx_card}
 RUNNERS = {"executorch": ExecuTorchClassifier, "pt2": Pt2Classifier}
 
 
-def read_exported_meta(path: str | Path) -> dict[str, Any]:
-    """The metadata an exported file carries (ONNX, .pt2) or has beside it (ExecuTorch)."""
+def read_exported_card(path: str | Path) -> ModelCard:
+    """The card an exported file carries (ONNX, .pt2) or has beside it (ExecuTorch)."""
     return READERS[exported_format(path)](path)
 
 
-def load_exported(path: str | Path, threads: int | None = None) -> tuple[ExportedClassifier, dict[str, Any]]:
-    """An exported file as a callable classifier, and its metadata as ``eval`` needs it.
+def load_exported(path: str | Path, threads: int | None = None) -> tuple[ExportedClassifier, ModelCard]:
+    """An exported file as a callable classifier, and its card.
 
-    ``threads`` applies to ONNX Runtime (default: PyTorch's intra-op count). The metadata's
+    ``threads`` applies to ONNX Runtime (default: PyTorch's intra-op count). The card's
     ``classes`` are those of the classifier's outputs (without Google's background class), so
     its ``label_offset`` is 0.
     """
@@ -50,4 +52,7 @@ def load_exported(path: str | Path, threads: int | None = None) -> tuple[Exporte
     model = OnnxClassifier(path, threads) if kind == "onnx" else RUNNERS[kind](path)
     if model.classes is None:
         raise ExportError(f"{path} names no classes: export it from a checkpoint or weights that do")
-    return model, {**model.meta, "classes": model.classes, "label_offset": 0}
+    card = model.card
+    return model, card.replace(
+        classes=tuple(model.classes), label_offset=0, kwargs={**card.kwargs, "num_classes": len(model.classes)}
+    )

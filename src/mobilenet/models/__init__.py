@@ -1,29 +1,27 @@
-"""The MobileNet model family: shared blocks, the V1 network and one registry of names."""
+"""The MobileNet family: shared layers and base class, one file per architecture, one registry of names.
 
-from mobilenet.models.blocks import ConvBNAct, DepthwiseSeparable, TFSameConv2d, tf_same_padding
-from mobilenet.models.mobilenet_v1 import TABLE1, LayerSpec, MobileNetV1, scale_channels
+Importing this package registers every architecture: adding one is a new file here (its table
+as data, its class, its registration) and its import below.
+"""
+
+from mobilenet.models import mobilenet_v1
+from mobilenet.models.base import MobileNet
 from mobilenet.models.registry import (
     ModelInfo,
+    architectures,
     create_model,
     get_model_info,
     list_models,
     register_model,
-    variant_name,
 )
 
 __all__ = [
-    "TABLE1",
-    "ConvBNAct",
-    "DepthwiseSeparable",
-    "LayerSpec",
-    "MobileNetV1",
+    "MobileNet",
     "ModelInfo",
-    "TFSameConv2d",
+    "architectures",
     "create_model",
     "get_model_info",
     "list_models",
+    "mobilenet_v1",
     "register_model",
-    "scale_channels",
-    "tf_same_padding",
-    "variant_name",
 ]

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from mobilenet.errors import ConfigError, InputShapeError
-from mobilenet.models.blocks import ConvBNAct, DepthwiseSeparable, Padding
+from mobilenet import paper
+from mobilenet.errors import ConfigError
+from mobilenet.models.base import MobileNet, check_common, init_weights
+from mobilenet.models.layers import ConvBNAct, DepthwiseSeparable, Padding
+from mobilenet.models.registry import ModelInfo, register_model
 
 BlockType = Literal["separable", "full_conv"]
 MIN_CHANNELS = 8  # TF-slim's min_depth: no layer is thinned below 8 channels
@@ -76,7 +79,7 @@ def scale_channels(channels: int, width_mult: float) -> int:
     return max(int(channels * width_mult), MIN_CHANNELS)
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(MobileNet):
     """MobileNetV1 classifier or feature extractor.
 
     Args:
@@ -100,6 +103,9 @@ class MobileNetV1(nn.Module):
             ``mobilenetv1_100h`` uses 1024 (timm's ``conv_head``/``bn2``).
     """
 
+    arch = "mobilenet_v1"
+    shaping_args = ("width_mult", "in_chans", "head_conv", "body", "block_type")
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -116,7 +122,23 @@ class MobileNetV1(nn.Module):
         out_indices: Sequence[int] = tuple(range(NUM_LEVELS)),
         head_conv: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            {
+                "num_classes": num_classes,
+                "width_mult": width_mult,
+                "in_chans": in_chans,
+                "dropout": dropout,
+                "act": act,
+                "padding": padding,
+                "stem_stride": stem_stride,
+                "output_stride": output_stride,
+                "body": body,
+                "block_type": block_type,
+                "features_only": features_only,
+                "out_indices": tuple(out_indices),
+                "head_conv": head_conv,
+            }
+        )
         _validate(num_classes, in_chans, dropout, stem_stride, output_stride, block_type)
         if head_conv < 0:
             raise ConfigError(f"head_conv must be >= 0 (0: no head convolution), got {head_conv}")
@@ -124,16 +146,12 @@ class MobileNetV1(nn.Module):
             raise ConfigError(f"body must be one of {', '.join(BODIES)}, got {body!r}")
         if any(i not in range(NUM_LEVELS) for i in out_indices):
             raise ConfigError(f"out_indices {tuple(out_indices)} must be within 0-4")
-        self.in_chans = in_chans
-        self.num_classes = num_classes
         self.width_mult = width_mult
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
 
         stem_chs = scale_channels(STEM.out_chs, width_mult)
         self.stem = ConvBNAct(in_chans, stem_chs, 3, stem_stride, act=act, padding=padding)
         stride, dilation = stem_stride, 1
-        self.min_input_size = stem_stride  # grows with every stride; see _check_input
+        self.min_input_size = stem_stride  # grows with every stride
         level_of = [0]  # feature level of each module in (stem, *blocks)
         layers: list[nn.Module] = []
         in_chs = stem_chs
@@ -153,81 +171,46 @@ class MobileNetV1(nn.Module):
             in_chs = out_chs
         self.blocks = nn.Sequential(*layers)
         self.feature_info = _feature_info(level_of, self, stem_stride, output_stride)
-        self.head: nn.Module = ConvBNAct(in_chs, head_conv, 1, act=act, padding=padding) if head_conv else nn.Identity()
-        self.num_features = head_conv or in_chs
-
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier: nn.Module = _classifier(self.num_features, num_classes)
-        if features_only:
-            del self.head, self.global_pool, self.dropout, self.classifier
-        _init_weights(self)
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise InputShapeError(
-                f"expected a (batch, {self.in_chans}, H, W) tensor, got {tuple(x.shape)}: "
-                f"convert the images to {self.in_chans} channel(s) or build the model "
-                f"with in_chans={x.shape[1] if x.ndim == 4 else '?'}"
+        if not features_only:
+            self.head: nn.Module = (
+                ConvBNAct(in_chs, head_conv, 1, act=act, padding=padding) if head_conv else nn.Identity()
             )
-        if min(x.shape[-2:]) < self.min_input_size:
-            raise InputShapeError(
-                f"input {tuple(x.shape[-2:])} is smaller than the minimum "
-                f"{self.min_input_size}x{self.min_input_size} (the network's total stride): "
-                f"resize the images to at least {self.min_input_size} pixels"
-            )
+        self.build_head(head_conv or in_chs, dropout)
+        init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The body: stem, depthwise separable blocks and head convolution (if any), up to the pool."""
-        self._check_input(x)
+        self.check_input(x)
         return self.head(self.blocks(self.stem(x)))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pool, dropout and classifier (or the pooled features)."""
-        x = self.dropout(self.global_pool(x).flatten(1))
-        return x if pre_logits else self.classifier(x)
+    def feature_modules(self) -> tuple[nn.Module, ...]:
+        """The stem and the 13 blocks, in forward order."""
+        return (self.stem, *self.blocks)
 
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The feature maps at the levels in ``out_indices`` (strides 2, 4, 8, 16, 32)."""
-        self._check_input(x)
-        wanted = {info["module_index"] for i, info in enumerate(self.feature_info) if i in self.out_indices}
-        outputs = []
-        for index, module in enumerate((self.stem, *self.blocks)):
-            x = module(x)
-            if index in wanted:
-                outputs.append(x)
-        return outputs
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            return self.forward_intermediates(x)
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a new one with ``num_classes`` outputs (0: none)."""
-        if num_classes < 0:
-            raise ConfigError(f"num_classes must be >= 0, got {num_classes}")
-        self.num_classes = num_classes
-        self.classifier = _classifier(self.num_features, num_classes)
-
-    def feature_channels(self) -> list[int]:
-        """Channels of the maps that ``features_only`` returns, in order."""
-        return [info["num_chs"] for i, info in enumerate(self.feature_info) if i in self.out_indices]
-
-    def feature_reductions(self) -> list[int]:
-        """Strides (input size / map size) of the maps that ``features_only`` returns."""
-        return [info["reduction"] for i, info in enumerate(self.feature_info) if i in self.out_indices]
+    @classmethod
+    def kwargs_from_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+        """Width, channels, classes, head and body that a state dict in our names fixes (None: not a V1)."""
+        blocks = sorted({int(key.split(".")[1]) for key in state if key.startswith("blocks.")})
+        bodies = {len(specs): name for name, specs in BODIES.items()}
+        if "stem.conv.weight" not in state or len(blocks) not in bodies:
+            return None
+        last_key = f"blocks.{blocks[-1]}.pw.conv.weight"
+        separable = last_key in state
+        last = state[last_key if separable else f"blocks.{blocks[-1]}.conv.weight"]
+        return {
+            "width_mult": last.shape[0] / TABLE1[-1].out_chs,  # the last layer has 1024 * alpha channels
+            "in_chans": state["stem.conv.weight"].shape[1],
+            "num_classes": state["classifier.weight"].shape[0] if "classifier.weight" in state else 0,
+            "head_conv": state["head.conv.weight"].shape[0] if "head.conv.weight" in state else 0,
+            "body": bodies[len(blocks)],
+            "block_type": "separable" if separable else "full_conv",
+        }
 
 
 def _validate(
     num_classes: int, in_chans: int, dropout: float, stem_stride: int, output_stride: int, block_type: str
 ) -> None:
-    if num_classes < 0:
-        raise ConfigError(f"num_classes must be >= 0, got {num_classes}")
-    if in_chans < 1:
-        raise ConfigError(f"in_chans must be >= 1, got {in_chans}")
-    if not 0 <= dropout < 1:
-        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    check_common(num_classes, in_chans, dropout)
     if stem_stride not in (1, 2):
         raise ConfigError(f"stem_stride must be 1 or 2, got {stem_stride}")
     if output_stride not in OUTPUT_STRIDES:
@@ -237,10 +220,6 @@ def _validate(
         )
     if block_type not in ("separable", "full_conv"):
         raise ConfigError(f"block_type must be 'separable' or 'full_conv', got {block_type!r}")
-
-
-def _classifier(num_features: int, num_classes: int) -> nn.Module:
-    return nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 def _feature_info(level_of: list[int], model: MobileNetV1, stem_stride: int, output_stride: int) -> list[dict]:
@@ -256,14 +235,56 @@ def _feature_info(level_of: list[int], model: MobileNetV1, stem_stride: int, out
     return info
 
 
-def _init_weights(model: nn.Module) -> None:
-    """Kaiming-normal convolutions, unit BN, small normal classifier (as torchvision's MobileNets)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
+# ------------------------------------------------------------------------- registered names
+
+
+def variant_name(width_mult: float, resolution: int) -> str:
+    """Registry name of a published alpha x rho variant, e.g. ``mobilenet_v1_075_192``."""
+    return f"mobilenet_v1_{round(width_mult * 100):03d}_{resolution}"
+
+
+def _published(name: str, width: float, resolution: int) -> dict[str, paper.Figures]:
+    figures = {title: table[name] for title, table in paper.PAPER_TABLES.items() if name in table}
+    figures["TF-slim"] = paper.TFSLIM[(width, resolution)]
+    return figures
+
+
+def _register() -> None:
+    """The paper's network, its two baselines (Tables 4 and 5) and the 16 published alpha x rho variants."""
+    register_model(
+        ModelInfo("mobilenet_v1", MobileNetV1, {}, "MobileNetV1 (Table 1); width_mult (alpha) and resolution (rho)")
+    )
+    register_model(
+        ModelInfo(
+            "mobilenet_v1_conv",
+            MobileNetV1,
+            {"block_type": "full_conv"},
+            "Table 4 baseline: every depthwise separable block a standard 3x3 convolution",
+            published={"Table 4": paper.TABLE4["mobilenet_v1_conv"]},
+        )
+    )
+    register_model(
+        ModelInfo(
+            "mobilenet_v1_shallow",
+            MobileNetV1,
+            {"body": "shallow"},
+            "Table 5 baseline: without the five 512-channel blocks at 14x14",
+            published={"Table 5": paper.TABLE5["mobilenet_v1_shallow"]},
+        )
+    )
+    for width in paper.WIDTHS:
+        for resolution in paper.RESOLUTIONS:
+            name = variant_name(width, resolution)
+            register_model(
+                ModelInfo(
+                    name,
+                    MobileNetV1,
+                    {"width_mult": width},
+                    f"{width} MobileNet-{resolution} (alpha = {width}, rho = {resolution / 224:.3f})",
+                    input_size=resolution,
+                    published=_published(name, width, resolution),
+                )
+            )
+
+
+_register()

@@ -1,15 +1,18 @@
-"""Training: the configuration and recipes, the loop, checkpoints and the distributed set-up."""
+"""Training: the configuration and recipes, one loop over a state object, checkpoints, distributed set-up."""
 
-from mobilenet.training.checkpoint import CheckpointError, load_model
-from mobilenet.training.config import RECIPES, TrainConfig, resolve_config
-from mobilenet.training.loop import TrainingError, resume_config, train
+from mobilenet.training.checkpoint import CheckpointError
+from mobilenet.training.config import TrainConfig, resolve_config
+from mobilenet.training.recipes import RECIPES
+from mobilenet.training.trainer import Loop, TrainingError, TrainState, fit, resume_config, train
 
 __all__ = [
     "RECIPES",
     "CheckpointError",
+    "Loop",
     "TrainConfig",
+    "TrainState",
     "TrainingError",
-    "load_model",
+    "fit",
     "resolve_config",
     "resume_config",
     "train",

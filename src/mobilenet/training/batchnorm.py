@@ -5,7 +5,7 @@ statistics (mean 0, variance 1). Trained with batch statistics from there, every
 normalises activations of arbitrary scale to unit variance and the network's function is lost;
 trained with the identity statistics fixed, nothing normalises the activations any more and a
 learning rate that suits BN networks (0.02 for SGD at batch 64) destroys the features within a
-hundred steps (docs/RESULTS.md). ``renormalise_batchnorm`` avoids both: it measures each BN
+hundred steps (docs/log/2026-12-01-results-history.md). ``renormalise_batchnorm`` avoids both: it measures each BN
 layer's input statistics on the new data and rewrites the layer so that it normalises with them
 while computing exactly the same function as before.
 """

@@ -18,6 +18,7 @@ import torch.distributed.nn as dist_nn
 from torch import nn
 from torch.utils.data import Sampler
 
+from mobilenet.devices import choose_device
 from mobilenet.errors import ConfigError
 
 
@@ -37,19 +38,6 @@ class Runtime:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def choose_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
-    """CUDA when present (``auto``), else CPU; ``cpu``, ``cuda`` or ``cuda:N`` force a device."""
-    if preference == "auto":
-        preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for but no CUDA GPU is available: use --device cpu")
-        return torch.device(preference if ":" in preference else f"cuda:{local_rank}")
-    if preference != "cpu":
-        raise ConfigError(f"unknown device {preference!r}: use auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
 
 
 def setup(preference: str = "auto") -> Runtime:

@@ -1,9 +1,10 @@
-"""One entry point: any supported weights in, our configured ``MobileNetV1`` out.
+"""One entry point for weights: any supported file, folder or tag in, a configured model and its card out.
 
-:func:`load_weights` reads the source (its format recognised by content), infers the
-architecture from the tensors' shapes (width from the last layer's channels, class count from
-the classifier, the head convolution if any) and from what the format fixes (padding,
-activation), checks it against whatever the caller asked for, and loads the weights strictly.
+:func:`load_weights` reads the source (its format recognised by content) into data (tensors,
+a TFLite graph), lets the architectures' converters turn it into our names
+(:mod:`mobilenet.weights.converters`), infers the rest of the architecture from the tensors'
+shapes (the model class's ``kwargs_from_state_dict``), checks it against whatever the caller
+asked for, and loads the weights strictly.
 """
 
 from __future__ import annotations
@@ -15,40 +16,33 @@ from typing import Any
 
 import torch
 
+from mobilenet.card import ModelCard
 from mobilenet.errors import WeightsError
-from mobilenet.models.mobilenet_v1 import BODIES, TABLE1, MobileNetV1
-from mobilenet.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from mobilenet.models import MobileNet, architectures, create_model, get_model_info
 from mobilenet.weights import hub
+from mobilenet.weights.converters import Converted, convert
 from mobilenet.weights.formats import detect_format, read_safetensors, read_torch
-from mobilenet.weights.from_keras import read_keras
-from mobilenet.weights.from_pytorch import from_state_dict, read_hf_folder
-from mobilenet.weights.from_tflite import read_tflite
+from mobilenet.weights.hf import read_hf_folder
 from mobilenet.weights.imagenet import BACKGROUND, BACKGROUND_OFFSET, NUM_CLASSES, classes_for
-from mobilenet.weights.layouts import Converted
-from mobilenet.weights.native import from_native, is_native
+from mobilenet.weights.keras import read_keras
+from mobilenet.weights.native import is_native, native_card
+from mobilenet.weights.tflite import parse
 
 Source = str | Path | Sequence[str | Path]
-SHAPING_ARGS = ("width_mult", "in_chans", "head_conv", "body", "block_type")  # fixed by the tensors' shapes
-CROP_PCT = 0.875  # the centre crop every published MobileNetV1 was evaluated with (224 of 256)
 
 
-def load_weights(source: Source, **overrides: Any) -> tuple[MobileNetV1, dict[str, Any]]:
-    """Our ``MobileNetV1`` configured from and loaded with the weights in ``source``, and their metadata.
+def load_weights(source: Source, **overrides: Any) -> tuple[MobileNet, ModelCard]:
+    """Our model configured from and loaded with the weights in ``source``, and its card.
 
     ``source``: a file (safetensors, PyTorch state dict, Keras .h5, TFLite; recognised by content),
     a Hugging Face ``save_pretrained`` folder, two TFLite files (Google's 1.0-224 body and
     classifier, either order), or a tag (``timm``, ``hf``, ``keras``, ``TAG:VARIANT``) to download.
 
-    ``overrides`` are ``MobileNetV1`` arguments. Those the tensors fix (width_mult, in_chans,
-    head_conv, body, block_type) must agree with the weights; ``num_classes=1000`` on Google's
-    1001-class weights drops the background class, ``num_classes=0`` drops the classifier; the
-    others (dropout, padding, output_stride, features_only...) apply as given.
-
-    The metadata: ``arch`` (the constructor arguments used), ``classes`` (names, or None),
-    ``label_offset`` (1 when output 0 is Google's background class: ImageNet class i is output
-    i + 1), ``mean``/``std`` (normalisation of ``[0, 1]`` inputs), ``input_size``, ``crop_pct``,
-    ``source`` and ``format``. The model is returned in training mode, as built: call
-    ``model.eval()`` for inference.
+    ``overrides`` are constructor arguments. Those the tensors fix (the class's ``shaping_args``:
+    width, channels...) must agree with the weights; ``num_classes=1000`` on Google's 1001-class
+    weights drops the background class, ``num_classes=0`` drops the classifier; the others
+    (dropout, padding, output_stride, features_only...) apply as given. The model is returned in
+    training mode, as built: call ``model.eval()`` for inference.
     """
     return build(read(source), overrides)
 
@@ -58,23 +52,41 @@ def read(source: Source) -> Converted:
     if not isinstance(source, str | Path):
         paths = [_existing(Path(p)) for p in source]
         kinds = [detect_format(p) for p in paths]
-        if kinds != ["tflite"] * len(paths):
+        if kinds != ["tflite"] * len(paths) or not 1 <= len(paths) <= 2:
             raise WeightsError(f"several files make one model only as TFLite body + head; found {', '.join(kinds)}")
-        return read_tflite(paths)
+        return _tflite(paths)
     if isinstance(source, str) and hub.is_tag(source) and not Path(source).exists():
         return read(hub.resolve(source))
     path = _existing(Path(source))
     if path.is_dir():
-        return read_hf_folder(path)
+        hf = read_hf_folder(path)
+        return convert("state_dict", str(path), hf.tensors, str(path), hf)
     kind = detect_format(path)
     if kind == "tflite":
-        return read_tflite([path])
+        return _tflite([path])
     if kind == "hdf5":
-        return read_keras(path)
+        return convert("keras", str(path), read_keras(path), str(path))
     if kind == "torch":
         return from_state_dict(read_torch(path), str(path))
     tensors, metadata = read_safetensors(path)
-    return from_native(tensors, metadata, path) if is_native(metadata) else from_state_dict(tensors, str(path))
+    if is_native(metadata):
+        card = native_card(metadata, path)
+        card = card if card.source else card.replace(source=str(path))
+        return Converted(tensors, card.arch, dict(card.kwargs), {"card": card})
+    return from_state_dict(tensors, str(path))
+
+
+def _tflite(paths: list[Path]) -> Converted:
+    source = " + ".join(str(path) for path in paths)
+    return convert("tflite", source, [parse(path) for path in paths], source)
+
+
+def from_state_dict(tensors: dict[str, torch.Tensor], source: str) -> Converted:
+    """A state dict in our names (recognised by each architecture's shapes) or another library's."""
+    for cls in architectures():
+        if cls.kwargs_from_state_dict(tensors) is not None:
+            return Converted(tensors, cls.arch, meta={"format": "state_dict", "source": source})
+    return convert("state_dict", source, tensors, source, None)
 
 
 def _existing(path: Path) -> Path:
@@ -83,76 +95,62 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def build(converted: Converted, overrides: dict[str, Any]) -> tuple[MobileNetV1, dict[str, Any]]:
-    """The model and metadata for converted weights, after checking them against ``overrides``."""
+def build(converted: Converted, overrides: dict[str, Any]) -> tuple[MobileNet, ModelCard]:
+    """The model and card for converted weights, after checking them against ``overrides``."""
     state, meta = dict(converted.state), dict(converted.meta)
-    arch = {**infer_arch(state), **converted.arch}
-    source = meta.get("source", "the weights")
-    for key in SHAPING_ARGS:
-        if key in overrides and not _same(overrides[key], arch[key]):
+    cls = get_model_info(converted.arch).builder
+    shapes = cls.kwargs_from_state_dict(state)
+    if shapes is None:
+        raise WeightsError(f"{meta.get('source', 'the weights')}: the tensors do not make a {cls.__name__}")
+    kwargs = {**converted.kwargs, **shapes}
+    card: ModelCard | None = meta.get("card")
+    source = meta.get("source") or (card.source if card else None) or "the weights"
+    for key in cls.shaping_args:
+        if key in overrides and not _same(overrides[key], kwargs[key]):
             raise WeightsError(
-                f"{source} holds a MobileNetV1 with {key}={arch[key]!r}, not the {key}={overrides[key]!r} asked for: "
-                f"ask for {key}={arch[key]!r} or leave {key} out to take it from the weights"
+                f"{source} holds a {cls.__name__} with {key}={kwargs[key]!r}, not the {key}={overrides[key]!r} "
+                f"asked for: ask for {key}={kwargs[key]!r} or leave {key} out to take it from the weights"
             )
-    classes = meta.get("classes") or classes_for(arch["num_classes"])
-    offset = BACKGROUND_OFFSET if arch["num_classes"] == NUM_CLASSES + BACKGROUND_OFFSET and _background(classes) else 0
-    asked = overrides.get("num_classes", arch["num_classes"])
-    if asked != arch["num_classes"]:
-        state, classes, offset = _fit_classifier(state, classes, offset, arch["num_classes"], asked, source)
-    kwargs = {**arch, **overrides, "num_classes": asked}
-    model = MobileNetV1(**kwargs)
-    _load(model, state, converted.bn_eps, source)
-    meta = {
-        **meta,
-        "arch": kwargs,
-        "classes": classes,
-        "label_offset": offset,
-        "mean": list(meta.get("mean", IMAGENET_MEAN)),
-        "std": list(meta.get("std", IMAGENET_STD)),
-        "input_size": int(meta.get("input_size", 224)),
-        "crop_pct": float(meta.get("crop_pct", CROP_PCT)),
-    }
-    return model, meta
-
-
-def infer_arch(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The ``MobileNetV1`` arguments that a state dict's shapes fix."""
-    blocks = sorted({int(key.split(".")[1]) for key in state if key.startswith("blocks.")})
-    bodies = {len(specs): name for name, specs in BODIES.items()}
-    if "stem.conv.weight" not in state or len(blocks) not in bodies:
-        raise WeightsError(
-            f"expected a MobileNetV1 body (stem and {' or '.join(map(str, bodies))} blocks), "
-            f"found {len(blocks)} blocks{'' if 'stem.conv.weight' in state else ' and no stem'}"
+    if card is None:
+        classes = meta.get("classes") or classes_for(kwargs["num_classes"])
+        offset = BACKGROUND_OFFSET if kwargs["num_classes"] == NUM_CLASSES + 1 and _background(classes) else 0
+        card = ModelCard(
+            arch=converted.arch,
+            classes=tuple(classes) if classes else None,
+            label_offset=offset,
+            input_size=int(meta.get("input_size", 224)),
+            in_chans=int(kwargs.get("in_chans", 3)),
+            mean=tuple(meta.get("mean", ModelCard.mean)),
+            std=tuple(meta.get("std", ModelCard.std)),
+            source=source,
+            format=meta.get("format"),
         )
-    separable = f"blocks.{blocks[-1]}.pw.conv.weight" in state
-    last = state[f"blocks.{blocks[-1]}.pw.conv.weight" if separable else f"blocks.{blocks[-1]}.conv.weight"]
-    return {
-        "width_mult": last.shape[0] / TABLE1[-1].out_chs,  # the last layer has 1024 * alpha channels
-        "in_chans": state["stem.conv.weight"].shape[1],
-        "num_classes": state["classifier.weight"].shape[0] if "classifier.weight" in state else 0,
-        "head_conv": state["head.conv.weight"].shape[0] if "head.conv.weight" in state else 0,
-        "body": bodies[len(blocks)],
-        "block_type": "separable" if separable else "full_conv",
-    }
+    asked = overrides.get("num_classes", kwargs["num_classes"])
+    if asked != kwargs["num_classes"]:
+        state, card = _fit_classifier(state, card, kwargs["num_classes"], asked, source)
+    model = create_model(converted.arch, **{**kwargs, **overrides, "num_classes": asked})
+    _load(model, state, converted.bn_eps, source)
+    return model, card.replace(kwargs=dict(model.config))
 
 
 def _same(asked: Any, found: Any) -> bool:
     return math.isclose(asked, found) if isinstance(found, float) else asked == found
 
 
-def _background(classes: list[str] | None) -> bool:
+def _background(classes: Sequence[str] | None) -> bool:
     return classes is None or classes[0] == BACKGROUND
 
 
 def _fit_classifier(
-    state: dict[str, torch.Tensor], classes: list[str] | None, offset: int, found: int, asked: int, source: str
-) -> tuple[dict[str, torch.Tensor], list[str] | None, int]:
+    state: dict[str, torch.Tensor], card: ModelCard, found: int, asked: int, source: str
+) -> tuple[dict[str, torch.Tensor], ModelCard]:
     """Drop the classifier (``asked == 0``) or Google's background class (1001 -> 1000)."""
     if asked == 0:
-        return {k: v for k, v in state.items() if not k.startswith("classifier.")}, None, 0
+        return {k: v for k, v in state.items() if not k.startswith("classifier.")}, card.with_classes(None)
+    offset = card.label_offset
     if offset and asked == found - offset:
         state = {**state, **{k: state[k][offset:] for k in ("classifier.weight", "classifier.bias")}}
-        return state, classes[offset:] if classes else None, 0
+        return state, card.with_classes(card.eval_classes)
     drop = " (or 1000 to drop the background class)" if offset else ""
     raise WeightsError(
         f"{source} has {found} classes; asked for num_classes={asked}: load it with {found}{drop} and call "
@@ -160,11 +158,11 @@ def _fit_classifier(
     )
 
 
-def _load(model: MobileNetV1, state: dict[str, torch.Tensor], bn_eps: float | None, source: str) -> None:
+def _load(model: MobileNet, state: dict[str, torch.Tensor], bn_eps: float | None, source: str) -> None:
     """Load ``state`` strictly, folding the source's BN epsilon into ``running_var``."""
     own = model.state_dict()
     if model.features_only:  # no head, pool or classifier to load
-        state = {k: v for k, v in state.items() if not k.startswith(("head.", "classifier."))}
+        state = {k: v for k, v in state.items() if k in own}
     if bn_eps is not None:  # var + eps_source == (var + eps_source - eps_ours) + eps_ours
         for name, module in model.named_modules():
             if isinstance(module, torch.nn.BatchNorm2d) and f"{name}.running_var" in state:
@@ -178,9 +176,8 @@ def _load(model: MobileNetV1, state: dict[str, torch.Tensor], bn_eps: float | No
         else:
             problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         count = len(missing) + len(unexpected) + len(wrong)
-        raise WeightsError(f"{source} does not fit MobileNetV1({_args(model)}): {problem} ({count} tensors differ)")
+        raise WeightsError(
+            f"{source} does not fit {type(model).__name__}(num_classes={model.num_classes}): {problem} "
+            f"({count} tensors differ)"
+        )
     model.load_state_dict({**own, **state})
-
-
-def _args(model: MobileNetV1) -> str:
-    return f"width_mult={model.width_mult:g}, num_classes={model.num_classes}"

@@ -1,9 +1,12 @@
 """The training loop: plain PyTorch, read top to bottom.
 
-``train(config)`` sets up the process (device, distributed), the data, the model, the optimiser
-and schedule, then runs epochs. Each feature is one named step: mixed precision (autocast and
-a gradient scaler for fp16), channels_last, ``torch.compile``, an EMA of the weights,
-gradient clipping, label smoothing and mixup/cutmix, DDP, checkpoints and resume.
+:func:`train` sets up the process (device, distributed), the data, the model and a
+:class:`TrainState` (model, EMA, optimiser, schedule, gradient scaler, epoch, best score), then
+calls :func:`fit`, the one loop, which runs the epochs. Each feature is one named step: mixed
+precision (autocast and a gradient scaler for fp16), channels_last, ``torch.compile``, an EMA
+of the weights, gradient clipping, label smoothing and mixup/cutmix, DDP, checkpoints and
+resume. Quantization-aware training is the same loop between :func:`~mobilenet.export.qat.prepare_qat`
+and :func:`~mobilenet.export.qat.convert_qat`.
 
 Determinism: the model is initialised from ``seed``; each epoch's randomness (data order,
 augmentation, dropout) is seeded from ``(seed, epoch, rank)``, so resuming after epoch N
@@ -16,8 +19,9 @@ import itertools
 import json
 import math
 import random
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,11 +34,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset
 
+from mobilenet.card import ModelCard
 from mobilenet.data import DataBundle, build_batch_mix, eval_transform, load_data, train_transform
+from mobilenet.data.transforms import BatchMix
 from mobilenet.errors import ConfigError, MobileNetError
 from mobilenet.evaluate import EvalResult, autocast, evaluate
+from mobilenet.export.qat import INT8_FILE, convert_qat, prepare_qat
 from mobilenet.fileio import atomic_write_text
-from mobilenet.models import create_model
+from mobilenet.load import load
+from mobilenet.models import MobileNet, create_model
 from mobilenet.training import checkpoint as ckpt
 from mobilenet.training.batchnorm import fix_bn_statistics, renormalise_batchnorm
 from mobilenet.training.config import TrainConfig
@@ -51,6 +59,65 @@ class TrainingError(MobileNetError):
 
 
 @dataclass
+class TrainState:
+    """Everything that changes while training, and what ``--resume`` restores."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: AveragedModel | None = None
+    epoch: int = 0
+    """Epochs completed."""
+    best_top1: float = -1.0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain containers only (it loads with ``torch.load(weights_only=True)``)."""
+        return {
+            "epoch": self.epoch,
+            "step": self.scheduler.last_epoch,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best_top1": self.best_top1,
+            "rng": _rng_states(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from what :meth:`state_dict` saved."""
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.best_top1 = int(state["epoch"]), float(state["best_top1"])
+
+
+@dataclass
+class Loop:
+    """What stays fixed while :func:`fit` runs: the settings, the process, the batches."""
+
+    config: TrainConfig
+    rt: Runtime
+    loader: DataLoader
+    sampler: GlobalBatchSampler
+    steps_per_epoch: int
+    val_loader: DataLoader | None
+    classes: list[str]
+    mix: BatchMix | None = None
+    forward_model: nn.Module | None = None
+    """What computes the forward pass: the model wrapped by DDP / compile (default: the model)."""
+    train_mode: bool = True
+    """False keeps the model in eval mode while training (QAT: frozen BN statistics, no dropout)."""
+
+
+EpochEnd = Callable[[TrainState, dict[str, Any], dict[str, nn.Module]], None]
+
+
+@dataclass
 class EpochStats:
     """What one pass over the training data measured (this process's share, then reduced)."""
 
@@ -62,12 +129,55 @@ class EpochStats:
     """Of ``seconds``, the time spent waiting for the data loader (this process's)."""
 
 
+def fit(state: TrainState, loop: Loop, on_epoch_end: EpochEnd | None = None) -> dict[str, Any]:
+    """Train from ``state.epoch`` to ``loop.config.epochs`` (or ``stop_after`` epochs); returns the last record.
+
+    After each epoch the validation split (if any) is evaluated with the model and the EMA, a
+    line is logged to ``metrics.jsonl``, and ``on_epoch_end(state, record, candidates)`` is
+    called (candidates: the weights that scored, by name) to save checkpoints.
+    """
+    config, rt = loop.config, loop.rt
+    logger = _Logger(Path(config.out), rt.is_main)
+    record: dict[str, Any] = {}
+    start_epoch = state.epoch
+    for epoch in range(start_epoch, config.epochs):
+        _seed_epoch(config.seed, epoch, rt.rank, loop.loader)
+        loop.sampler.set_epoch(epoch)
+        lr = state.optimizer.param_groups[0]["lr"]
+        stats = _train_epoch(state, loop, epoch)
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": stats.loss, "train_top1": stats.top1}
+        candidates = {"model": state.model}
+        if loop.val_loader is not None:
+            record.update(_val_record("val", _evaluate(state.model, loop)))
+            if state.ema is not None:
+                record.update(_val_record("ema_val", _evaluate(state.ema.module, loop)))
+                candidates["ema"] = state.ema.module
+        record.update(images_per_s=stats.images / stats.seconds, seconds=stats.seconds, data_seconds=stats.data_seconds)
+        state.epoch = epoch + 1
+        if on_epoch_end is not None:
+            on_epoch_end(state, record, candidates)
+        state.best_top1 = max(state.best_top1, _best_candidate(record, candidates)[1])
+        logger.write(record)
+        if config.stop_after is not None and epoch + 1 - start_epoch >= config.stop_after and epoch + 1 < config.epochs:
+            if rt.is_main:
+                print(
+                    f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume {config.out}", flush=True
+                )
+            break
+    logger.close()
+    return record
+
+
 def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Train (or continue training) as ``config`` says; returns the last epoch's metrics."""
+    """Train (or continue training) as ``config`` says; returns the last epoch's metrics.
+
+    With ``config.qat`` the float ``--weights`` are trained quantization-aware and written as
+    ``<out>/model_int8.pt2``.
+    """
     config.validate()
     runtime = setup(config.device)
     try:
-        return _run(config, runtime, resume)
+        return _train_qat(config, runtime) if config.qat else _train(config, runtime, resume)
     finally:
         leave_process_group()
 
@@ -84,14 +194,14 @@ def resume_config(folder: str | Path, epochs: int | None = None) -> TrainConfig:
     return config
 
 
-def _run(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
+def _train(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
     out = Path(config.out)
     if rt.is_main:
         _prepare_output(out, config, resume)
     pretrained = _load_pretrained(config) if config.weights else None
     data = load_training_data(
         config,
-        config.resolution or (pretrained[1]["input_size"] if pretrained else None),
+        config.resolution or (pretrained[1].input_size if pretrained else None),
         config.in_chans or (pretrained[0].in_chans if pretrained else None),
     )
     if pretrained:
@@ -99,70 +209,56 @@ def _run(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
     if rt.is_main:
         print(data.summary(), flush=True)
     _seed(config.seed)  # after the data: loading must not change the initial weights
-    model, meta = _build_model(config, data, pretrained)
+    model, card = _build_model(config, data, pretrained)
     if config.sync_bn and rt.distributed:
         model = convert_sync_batchnorm(model, rt.device)
-    memory_format = _memory_format(config)
-    model.to(rt.device, memory_format=memory_format)
+    model.to(rt.device, memory_format=_memory_format(config))
     if pretrained and not resume and not _bn_fixed(config):
         _renormalise_for(model, data, config, rt)
-    ema = _build_ema(model, config)
-    optimizer = build_optimizer(model, config)
-    sampler = GlobalBatchSampler(len(data.train), config.batch_size, rt.rank, rt.world_size, config.seed)
-    steps_per_epoch = min(len(sampler), config.steps_per_epoch or len(sampler))
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
-    scaler = torch.amp.GradScaler(rt.device.type, enabled=config.amp == "fp16")
-
-    start_epoch, best_top1 = 0, -1.0
+    loop = _loop(config, rt, data)
+    state = _new_state(model, config, loop.steps_per_epoch, rt, _build_ema(model, config))
     if resume:
-        start_epoch, best_top1 = _restore(out, model, ema, optimizer, scheduler, scaler)
+        state.load_state_dict(ckpt.load_state(out, "last"))
         if rt.is_main:
-            _truncate_metrics(out / "metrics.jsonl", start_epoch)
-
+            _truncate_metrics(out / "metrics.jsonl", state.epoch)
     forward_model: nn.Module = model
     if rt.distributed:
-        device_ids = [rt.device.index] if rt.device.type == "cuda" else None
-        forward_model = DistributedDataParallel(model, device_ids=device_ids)
+        forward_model = DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+        )
     if config.compile:
         forward_model = torch.compile(forward_model)
+    loop.forward_model = forward_model
+    return fit(state, loop, _checkpointer(out, card, config, rt))
 
-    workers = _workers(config, data)
-    loader = DataLoader(data.train, batch_sampler=sampler, num_workers=workers, pin_memory=rt.device.type == "cuda")
-    val_loader = _eval_loader(data.val, config.batch_size, rt, workers) if data.val is not None else None
-    mix = build_batch_mix(config.mixup, config.cutmix, len(data.classes))
-    logger = _Logger(out, rt.is_main)
 
-    record: dict[str, Any] = {}
-    for epoch in range(start_epoch, config.epochs):
-        _seed_epoch(config.seed, epoch, rt.rank, loader)
-        sampler.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        stats = _train_epoch(
-            forward_model, model, ema, loader, optimizer, scheduler, scaler, mix, config, rt, epoch, steps_per_epoch
+def _train_qat(config: TrainConfig, rt: Runtime) -> dict[str, Any]:
+    """Quantization-aware training of ``config.weights``: prepare, the same :func:`fit`, convert to int8."""
+    if rt.distributed:
+        raise ConfigError("--qat runs in one process: launch it without torchrun")
+    out = Path(config.out)
+    _prepare_output(out, config, resume=False)
+    model, card = _load_pretrained(config)
+    data = load_training_data(config, card.input_size, card.in_chans)
+    data = _normalised_like(data, card, config)
+    if card.eval_classes != list(data.classes):
+        raise ConfigError(
+            f"--qat fine-tunes the float model's own task: its classes {card.eval_classes} are not the data's"
         )
-        record = {"epoch": epoch + 1, "lr": lr, "train_loss": stats.loss, "train_top1": stats.top1}
-        candidates = {"model": model}
-        if val_loader is not None:
-            result = _evaluate(model, val_loader, data.classes, config, rt)
-            record.update(_val_record("val", result))
-            if ema is not None:
-                ema_result = _evaluate(ema.module, val_loader, data.classes, config, rt)
-                record.update(_val_record("ema_val", ema_result))
-                candidates["ema"] = ema.module
-        record.update(images_per_s=stats.images / stats.seconds, seconds=stats.seconds, data_seconds=stats.data_seconds)
-        source, score = _best_candidate(record, candidates)
-        if rt.is_main:
-            state = _state(epoch, model, ema, optimizer, scheduler, scaler, max(score, best_top1), data, config)
-            ckpt.save_checkpoint(out, "last", model, meta, state)
-            if score > best_top1:
-                ckpt.save_checkpoint(out, "best", _unwrap(candidates[source]), {**meta, "weights_of": source}, state)
-            logger.write(record)
-        best_top1 = max(best_top1, score)
-        if config.stop_after is not None and epoch + 1 - start_epoch >= config.stop_after and epoch + 1 < config.epochs:
-            if rt.is_main:
-                print(f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume {out}", flush=True)
-            break
-    logger.close()
+    print(data.summary(), flush=True)
+    _seed(config.seed)
+    prepared, int8_card = prepare_qat(model, card, data.resolution)
+    prepared.to(rt.device)
+    loop = _loop(config, rt, data)
+    loop.train_mode = False
+    record = fit(_new_state(prepared, config, loop.steps_per_epoch, rt), loop)
+    convert_qat(
+        prepared,
+        int8_card,
+        out / INT8_FILE,
+        f"quantization-aware training, {config.epochs} epochs from {config.weights}",
+    )
+    print(f"done: int8 program in {out / INT8_FILE} (evaluate it with mobilenet eval --exported)", flush=True)
     return record
 
 
@@ -184,45 +280,77 @@ def load_training_data(config: TrainConfig, resolution: int | None, in_chans: in
     )
 
 
+def _loop(config: TrainConfig, rt: Runtime, data: DataBundle) -> Loop:
+    """The batches of ``data`` for this process, and the loop settings."""
+    sampler = GlobalBatchSampler(len(data.train), config.batch_size, rt.rank, rt.world_size, config.seed)
+    workers = _workers(config, data)
+    loader = DataLoader(data.train, batch_sampler=sampler, num_workers=workers, pin_memory=rt.device.type == "cuda")
+    val_loader = _eval_loader(data.val, config.batch_size, rt, workers) if data.val is not None else None
+    steps = min(len(sampler), config.steps_per_epoch or len(sampler))
+    mix = build_batch_mix(config.mixup, config.cutmix, len(data.classes))
+    return Loop(config, rt, loader, sampler, steps, val_loader, list(data.classes), mix)
+
+
+def _new_state(
+    model: nn.Module, config: TrainConfig, steps_per_epoch: int, rt: Runtime, ema: AveragedModel | None = None
+) -> TrainState:
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=config.amp == "fp16")
+    return TrainState(model, optimizer, scheduler, scaler, ema)
+
+
+def _checkpointer(out: Path, card: ModelCard, config: TrainConfig, rt: Runtime) -> EpochEnd:
+    """Writes ``last`` every epoch and ``best`` when the best candidate beats every earlier epoch (main process)."""
+
+    def save(state: TrainState, record: dict[str, Any], candidates: dict[str, nn.Module]) -> None:
+        source, score = _best_candidate(record, candidates)
+        if not rt.is_main:
+            return
+        resume = {
+            **state.state_dict(),
+            "best_top1": max(score, state.best_top1),
+            "config": json.loads(config.to_json()),
+        }
+        ckpt.save_checkpoint(out, "last", state.model, card, resume)
+        if score > state.best_top1:
+            best = card.replace(extra={**card.extra, "weights_of": source})
+            ckpt.save_checkpoint(out, "best", _unwrap(candidates[source]), best, resume)
+
+    return save
+
+
 # ------------------------------------------------------------------------------ one epoch
 
 
-def _train_epoch(
-    forward_model: nn.Module,
-    model: nn.Module,
-    ema: AveragedModel | None,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    mix: Any,
-    config: TrainConfig,
-    rt: Runtime,
-    epoch: int,
-    steps: int,
-) -> EpochStats:
-    forward_model.train()
-    if _bn_fixed(config):
-        fix_bn_statistics(model)
-    frozen = _freeze_body(model) if epoch < config.freeze_epochs else None
+def _train_epoch(state: TrainState, loop: Loop, epoch: int) -> EpochStats:
+    config, rt = loop.config, loop.rt
+    forward_model = loop.forward_model or state.model
+    if loop.train_mode:
+        forward_model.train()
+        if _bn_fixed(config):
+            fix_bn_statistics(state.model)
+    else:  # evaluation restores the mode it found, which a prepared QAT graph reports as training
+        forward_model.eval()
+    frozen = _freeze_body(state.model) if epoch < config.freeze_epochs else None
     memory_format = _memory_format(config)
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, images
-    bar = _progress(steps, epoch, config, rt)
+    bar = _progress(loop.steps_per_epoch, epoch, config, rt)
     start = fetch_start = time.perf_counter()
     data_seconds = 0.0
     # Outside DDP (which expects every parameter's gradient) a frozen body's backward pass is skipped.
     with _without_gradients(frozen if frozen and not rt.distributed else []):
-        for step, (images, labels) in enumerate(loader):
+        for step, (images, labels) in enumerate(loop.loader):
             data_seconds += time.perf_counter() - fetch_start
-            if step >= steps:
+            if step >= loop.steps_per_epoch:
                 break
             images = images.to(rt.device, non_blocking=True, memory_format=memory_format)
             labels = labels.to(rt.device, non_blocking=True)
             targets = labels
-            if mix is not None:
-                images, targets = mix(images, labels)
+            if loop.mix is not None:
+                images, targets = loop.mix(images, labels)
             try:
-                logits, loss = _step(forward_model, model, ema, images, targets, optimizer, scaler, config, rt, frozen)
+                logits, loss = _step(state, forward_model, images, targets, config, rt.device, frozen)
             except torch.OutOfMemoryError as err:
                 raise TrainingError(
                     f"out of memory on {rt.device} at batch size {config.batch_size}: try --batch-size "
@@ -233,7 +361,7 @@ def _train_epoch(
                     f"loss became {loss} at epoch {epoch + 1}, step {step + 1}: training stopped; the last good "
                     f"checkpoint in {config.out} is intact. Try a lower --lr or --clip-grad 1.0"
                 )
-            scheduler.step()
+            state.scheduler.step()
             batch = images.shape[0]
             correct = (logits.argmax(1) == labels).sum().item()
             totals += torch.tensor([loss * batch, correct, batch], dtype=torch.float64)
@@ -249,38 +377,35 @@ def _train_epoch(
 
 
 def _step(
+    state: TrainState,
     forward_model: nn.Module,
-    model: nn.Module,
-    ema: AveragedModel | None,
     images: torch.Tensor,
     targets: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
     config: TrainConfig,
-    rt: Runtime,
+    device: torch.device,
     frozen: list[nn.Parameter] | None = None,
 ) -> tuple[torch.Tensor, float]:
     """One optimisation step; returns the logits and the loss. A non-finite loss changes nothing.
 
     ``frozen`` parameters get no update (their gradients are dropped before the step).
     """
-    with autocast(rt.device, config.amp):
+    with autocast(device, config.amp):
         logits = forward_model(images)
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
     value = loss.item()
     if not math.isfinite(value):
         return logits, value
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
     for param in frozen or ():
         param.grad = None
     if config.clip_grad:
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-    scaler.step(optimizer)
-    scaler.update()
-    if ema is not None:
-        ema.update_parameters(model)
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(state.model.parameters(), config.clip_grad)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
     return logits, value
 
 
@@ -301,17 +426,18 @@ def _prepare_output(out: Path, config: TrainConfig, resume: bool) -> None:
     atomic_write_text(out / "config.json", config.to_json())
 
 
-def _load_pretrained(config: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
-    """The weights to fine-tune from, configured by the weights (flags must agree with them)."""
-    from mobilenet.weights import load_weights
-
+def _load_pretrained(config: TrainConfig) -> tuple[MobileNet, ModelCard]:
+    """The model to fine-tune (any source ``mobilenet.load`` reads but an exported file); flags must agree with it."""
     overrides = {"width_mult": config.width_mult, "act": config.act}
-    return load_weights(config.weights, **{k: v for k, v in overrides.items() if v is not None})
+    model, card = load(config.weights, **{k: v for k, v in overrides.items() if v is not None})
+    if not isinstance(model, MobileNet):
+        raise ConfigError(f"--weights {config.weights} is an exported file: fine-tune from weights or a training run")
+    return model, card
 
 
-def _normalised_like(data: DataBundle, weights_meta: dict[str, Any], config: TrainConfig) -> DataBundle:
+def _normalised_like(data: DataBundle, card: ModelCard, config: TrainConfig) -> DataBundle:
     """The data with the normalisation the pretrained weights were trained with."""
-    mean, std = tuple(weights_meta["mean"]), tuple(weights_meta["std"])
+    mean, std = card.mean, card.std
     augmented = train_transform(data.kind, data.resolution, mean, std, config.auto_augment, config.random_erasing)
     plain = eval_transform(data.kind, data.resolution, mean, std)
     train_set = data.train.with_transform(augmented if config.augment else plain)
@@ -320,19 +446,18 @@ def _normalised_like(data: DataBundle, weights_meta: dict[str, Any], config: Tra
 
 
 def _build_model(
-    config: TrainConfig, data: DataBundle, pretrained: tuple[nn.Module, dict[str, Any]] | None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The model for this data (classes, channels) and the metadata its checkpoints carry.
+    config: TrainConfig, data: DataBundle, pretrained: tuple[MobileNet, ModelCard] | None
+) -> tuple[MobileNet, ModelCard]:
+    """The model for this data (classes, channels) and the card its checkpoints carry.
 
     From pretrained weights: their architecture, with a new classifier for the data's classes.
     """
     if pretrained is not None:
-        model, weights_meta = pretrained
+        model = pretrained[0]
         model.reset_classifier(len(data.classes))
-        kwargs = {**weights_meta["arch"], "num_classes": len(data.classes)}
         if config.dropout is not None:
-            model.dropout.p = kwargs["dropout"] = config.dropout
-        source = f"fine-tuned from {weights_meta['source']} with mobilenet train --out {config.out}"
+            model.set_dropout(config.dropout)
+        source = f"fine-tuned from {config.weights} with mobilenet train --out {config.out}"
     else:
         overrides = {
             "width_mult": config.width_mult,
@@ -341,21 +466,21 @@ def _build_model(
             "dropout": config.dropout,
         }
         kwargs = {k: v for k, v in overrides.items() if v is not None}
-        kwargs.update(num_classes=len(data.classes), in_chans=data.in_chans)
-        model = create_model(config.model, **kwargs)
+        model = create_model(config.model, **kwargs, num_classes=len(data.classes), in_chans=data.in_chans)
         source = f"trained with mobilenet train --out {config.out}"
-    meta = {
-        "model": "mobilenet_v1" if pretrained is not None else config.model,
-        "kwargs": kwargs,
-        "classes": data.classes,
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "input_size": data.resolution,
-        "in_chans": data.in_chans,
-        "kind": data.kind,
-        "source": source,
-    }
-    return model, meta
+    card = ModelCard(
+        arch=model.arch,
+        kwargs=dict(model.config),
+        classes=tuple(data.classes),
+        input_size=data.resolution,
+        in_chans=data.in_chans,
+        mean=tuple(data.mean),
+        std=tuple(data.std),
+        kind=data.kind,
+        source=source,
+        format="native",
+    )
+    return model, card
 
 
 def _build_ema(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
@@ -440,8 +565,11 @@ def _seed_epoch(seed: int, epoch: int, rank: int, loader: DataLoader) -> None:
     loader.generator = torch.Generator().manual_seed(epoch_seed)
 
 
-def _evaluate(model: nn.Module, loader: DataLoader, classes: list[str], config: TrainConfig, rt: Runtime) -> EvalResult:
-    return evaluate(model, loader, classes, rt.device, config.amp, config.channels_last, reduce=all_reduce_sum)
+def _evaluate(model: nn.Module, loop: Loop) -> EvalResult:
+    config, rt = loop.config, loop.rt
+    return evaluate(
+        model, loop.val_loader, loop.classes, rt.device, config.amp, config.channels_last, reduce=all_reduce_sum
+    )
 
 
 def _val_record(prefix: str, result: EvalResult) -> dict[str, float]:
@@ -468,52 +596,6 @@ def _rng_states() -> dict[str, Any]:
     return states
 
 
-def _state(
-    epoch: int,
-    model: nn.Module,
-    ema: AveragedModel | None,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    best_top1: float,
-    data: DataBundle,
-    config: TrainConfig,
-) -> dict[str, Any]:
-    """Everything ``--resume`` needs, as tensors and plain containers."""
-    return {
-        "epoch": epoch + 1,
-        "step": scheduler.last_epoch,
-        "model": model.state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "best_top1": best_top1,
-        "rng": _rng_states(),
-        "classes": data.classes,
-        "config": json.loads(config.to_json()),
-    }
-
-
-def _restore(
-    out: Path,
-    model: nn.Module,
-    ema: AveragedModel | None,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-) -> tuple[int, float]:
-    """Load the ``last`` resume state into the freshly built objects; returns (epoch, best)."""
-    state = ckpt.load_state(out, "last")
-    model.load_state_dict(state["model"])
-    if ema is not None and state["ema"] is not None:
-        ema.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    return int(state["epoch"]), float(state["best_top1"])
-
-
 def _truncate_metrics(path: Path, epochs: int) -> None:
     """Drop metric lines of epochs after the checkpoint (written before a crash), keeping the rest."""
     if path.is_file():
@@ -522,7 +604,8 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
 
 
 def _progress(steps: int, epoch: int, config: TrainConfig, rt: Runtime) -> Any:
-    if not (config.progress and rt.is_main):
+    """A progress bar on a terminal; nothing in a log file (the epoch's summary line says it all)."""
+    if not (config.progress and rt.is_main and sys.stderr.isatty()):
         return None
     from tqdm import tqdm
 

@@ -1,23 +1,22 @@
-"""Issue 3's benchmarks on one CUDA GPU, as one prepared command for a device machine.
+"""The GPU benchmarks (training recipes and throughput) on one CUDA GPU, as one prepared command.
 
-The device machine reaches nothing outside itself and only the repository travels to it (at
-most 64 MiB), so the work has two halves.
+The GPU machine is assumed offline, with only the repository copied to it (at most 64 MiB), so
+the work has two halves.
 
 ``pack``, here::
 
-    .venv/bin/python benchmarks/gpu_session.py pack
+    .venv/bin/python benchmarks/gpu_benchmarks.py pack
 
 writes ``.gpu/`` (and adds it to ``.git/info/exclude``): CIFAR-10's JPEGs, Fashion-MNIST's IDX
 files (xz, 4 MB less than Debian's gzip files), Flowers-17 with every image's short side reduced
 to 146 px (128 / 0.875, the recipe's evaluation resize) at JPEG quality 80, Google's 0.75-192
-TFLite weights and a wheel of ``tflite`` (the one package the device image lacks): everything
-the device machine needs in less than the 64 MiB a call carries. ``pack`` prints the size and
+TFLite weights and a wheel of ``tflite`` (the one package a bare PyTorch image lacks): everything
+the GPU machine needs in less than 64 MiB. ``pack`` prints the size and
 fails above :data:`PACK_LIMIT_MIB`.
 
-``run``, there (the device tool's ``run``, with ``carry=[".gpu"]`` and ``timeout_s`` about 90 s
-above ``--budget``)::
+``run``, there (with ``.gpu/`` copied along, and a time limit about 90 s above ``--budget``)::
 
-    python3 benchmarks/gpu_session.py run --budget 450
+    python3 benchmarks/gpu_benchmarks.py run --budget 450
 
 unpacks into ``/tmp``, then runs the jobs of :data:`JOBS` in order, each inside its share of
 ``--budget`` seconds: every training run first measures its images/s in a two-epoch pilot
@@ -28,7 +27,7 @@ Results land in ``$OUT``: ``summary.md`` (a table and the exact commands, for do
 ``summary.json`` and ``logs.tar.gz`` (each run's config.json, metrics.jsonl, eval JSON and log).
 
 ``run --smoke`` caps every epoch at 2 steps, every run at 1 epoch and every resolution at 32 px:
-it checks the whole script on a CPU in minutes (use it here before spending device time).
+it checks the whole script on a CPU in minutes (use it before spending GPU time).
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ WEIGHTS = "mobilenet_v1_0.75_192_quant.tflite"
 WHEELS = ["tflite==2.18.0"]
 FLOWERS_SHORT_SIDE = 146
 FLOWERS_QUALITY = 80
-PACK_LIMIT_MIB = 62  # of the 64 MiB a device call carries; the repository takes the rest
+PACK_LIMIT_MIB = 62  # of the 64 MiB copied to the GPU machine; the repository takes the rest
 DATA = Path("/tmp/gpu-data")
 SITE = Path("/tmp/gpu-site")
 RUNS = Path("/tmp/gpu-runs")
@@ -105,7 +104,7 @@ THROUGHPUT = [("cifar10/train", 32, 128), ("flowers17/train", 224, 32)]
 
 
 def pack() -> None:
-    """Copy what the device machine needs into ``.gpu/`` and keep git from tracking it."""
+    """Copy what the GPU machine needs into ``.gpu/`` and keep git from tracking it."""
     shutil.rmtree(PACK, ignore_errors=True)
     (PACK / "wheels").mkdir(parents=True)
     exclude = REPO / ".git" / "info" / "exclude"
@@ -128,9 +127,9 @@ def pack() -> None:
     pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
     subprocess.run([*pip, "-d", str(PACK / "wheels"), *WHEELS], check=True)
     size = sum(f.stat().st_size for f in PACK.rglob("*") if f.is_file()) / 2**20
-    print(f"{PACK}: {size:.1f} MiB (the device call carries 64 MiB with the repository)")
+    print(f"{PACK}: {size:.1f} MiB (64 MiB travel with the repository)")
     if size > PACK_LIMIT_MIB:
-        sys.exit(f"{PACK} is over {PACK_LIMIT_MIB} MiB: a device call would refuse it")
+        sys.exit(f"{PACK} is over {PACK_LIMIT_MIB} MiB: too large to copy with the repository")
 
 
 def _pack_flowers(out: Path) -> None:
@@ -270,7 +269,7 @@ def run_throughput(env: dict[str, str], seconds: float, smoke: bool, logs: Path)
 
 
 def device_facts() -> dict:
-    """The GPU and the software versions, as the device machine reports them."""
+    """The GPU and the software versions, as the GPU machine reports them."""
     import torch
     import torchvision
 
@@ -287,7 +286,7 @@ def device_facts() -> dict:
 def summary_markdown(facts: dict, rows: list[dict], throughput: list[str]) -> str:
     """The results as the table and commands docs/RESULTS.md records."""
     lines = [
-        f"GPU session: {facts}",
+        f"GPU benchmarks: {facts}",
         "",
         "| job | epochs | img/s | train s | best val | evaluated on | top-1 | top-1, --tta flip |",
         "|---" * 8 + "|",
@@ -340,7 +339,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("pack", help="here: copy data, weights and wheels into .gpu/")
-    go = sub.add_parser("run", help="on the device machine: every benchmark inside --budget seconds")
+    go = sub.add_parser("run", help="on the GPU machine: every benchmark inside --budget seconds")
     go.add_argument("--budget", type=float, default=450.0, help="seconds for all jobs together")
     go.add_argument("--smoke", action="store_true", help="2 steps an epoch, 1 epoch, 32 px: check the script on a CPU")
     args = parser.parse_args()

@@ -1,0 +1,49 @@
+"""Keras HDF5 files read with h5py: every layer's arrays by ``layer/param`` name.
+
+Either layout Keras writes: a weights file (``save_weights``, the published application files:
+one group per layer at the root) or a whole model (``save``: the same groups under
+``model_weights``). Each layer group lists its datasets in the ``weight_names`` attribute
+(``conv1/kernel:0`` ...); files without it are searched for datasets. What the names mean for
+an architecture is its converter's business (:mod:`mobilenet.weights.converters`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobilenet.errors import WeightsError
+from mobilenet.weights.formats import one_line, optional_import
+
+
+def read_keras(path: Path) -> dict[str, np.ndarray]:
+    """``layer/param`` -> array for every layer of a Keras HDF5 file (``param`` without Keras's ``:0``)."""
+    h5py = optional_import("h5py")
+    try:
+        with h5py.File(path, "r") as f:
+            root = f.get("model_weights", f)  # a whole model keeps its weights under model_weights
+            return _layer_weights(h5py, root)
+    except OSError as err:
+        raise WeightsError(f"{path}: truncated or corrupt HDF5 file ({one_line(err)})") from err
+
+
+def _layer_weights(h5py: Any, root: Any) -> dict[str, np.ndarray]:
+    tensors = {}
+    for layer, group in root.items():
+        if not isinstance(group, h5py.Group):
+            continue
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
+        if not names:
+            names = _datasets(h5py, group)
+        for name in names:
+            tensors[f"{layer}/{name.rsplit('/', 1)[-1].split(':')[0]}"] = np.asarray(group[name])
+    return tensors
+
+
+def _datasets(h5py: Any, group: Any) -> list[str]:
+    """Paths of every dataset under ``group`` (for files without ``weight_names``)."""
+    found: list[str] = []
+    group.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return found
