@@ -244,3 +244,31 @@ def test_unknown_model() -> None:
 def test_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         MobileNetV1(**kwargs)
+
+
+# ------------------------------------------------------------------- V2/V3 building blocks
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(32 * 0.35, 16), (16 * 0.35, 8), (32 * 0.75, 24), (1280 * 1.4, 1792), (72 / 4, 24), (960 / 4, 240), (100, 104)],
+)
+def test_make_divisible_rounds_to_8_never_below_90_percent(value: float, expected: int) -> None:
+    from mobilenet.models.layers import make_divisible
+
+    assert make_divisible(value) == expected and expected % 8 == 0 and expected >= 0.9 * value
+
+
+def test_inverted_residual_structure() -> None:
+    from mobilenet.models.layers import InvertedResidual, SqueezeExcite
+
+    block = InvertedResidual(16, 64, 16, kernel=5, stride=1, act="hard_swish", se_chs=16).eval()
+    assert block.use_residual and isinstance(block.se, SqueezeExcite) and block.se.reduce.out_channels == 16
+    assert block.dw.conv.kernel_size == (5, 5) and block.dw.conv.groups == 64
+    assert isinstance(block.project.act, nn.Identity)  # the linear bottleneck
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        inner = block.project(block.se(block.dw(block.expand(x))))
+        assert torch.allclose(block(x), x + inner)
+    no_expand = InvertedResidual(16, 16, 24, stride=2)
+    assert isinstance(no_expand.expand, nn.Identity) and not no_expand.use_residual

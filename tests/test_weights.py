@@ -800,3 +800,26 @@ def test_convert_writes_our_format_and_errors_exit_2_with_one_line(
         err = capsys.readouterr().err
         assert err.startswith("mobilenet convert: error: ") and err.count("\n") == 1
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_graph_fitting_places_every_operator_as_the_v1_converter_does() -> None:
+    """The generic fit (weighted operators onto our layers in execution order) equals V1's own converter."""
+    from mobilenet.weights.converters.graph import WEIGHTED, match_candidates
+
+    path = TFLITE / "mobilenet_v1_0.25_128_quant.tflite"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    ops = [op for op in parse(path).ops if op.name in WEIGHTED]
+
+    def build(kwargs: dict) -> MobileNetV1:
+        return MobileNetV1(num_classes=1001, padding="tf_same", **kwargs)
+
+    candidates = [{"width_mult": w} for w in (1.0, 0.75, 0.5, 0.25)]
+    kwargs, state = match_candidates(candidates, build, ops, 128, "MobileNetV1", str(path))
+    reference = load_weights(path)[0].state_dict()
+    assert kwargs == {"width_mult": 0.25} and len(state) == 137
+    assert all(torch.equal(state[k], reference[k]) for k in state if not k.endswith("running_var"))
+    with pytest.raises(
+        WeightsError, match=r"weighted operator 0 \(CONV_2D 3x3/2 \(8, 3, 3, 3\)\) does not fit stem.conv"
+    ):
+        match_candidates([{"width_mult": 0.5}], build, ops, 128, "MobileNetV1", str(path))

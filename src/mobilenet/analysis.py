@@ -105,13 +105,17 @@ class Profile:
         }
 
 
-def _layer_kind(module: nn.Module, first_conv: bool) -> str:
+def _layer_kind(name: str, module: nn.Module, first_conv: bool) -> str:
+    """The layer's role: ``stem_conv``, ``depthwise``, ``pointwise``, ``expansion`` / ``projection``
+    (an inverted residual's 1x1 convolutions), ``se`` (squeeze-and-excite), ``full_conv`` or ``fc``."""
     if isinstance(module, nn.Linear):
         return "fc"
+    if ".se." in name:
+        return "se"
     if module.groups > 1 and module.groups == module.in_channels:
         return "depthwise"
     if module.kernel_size == (1, 1):
-        return "pointwise"
+        return {"expand": "expansion", "project": "projection"}.get(name.split(".")[-2], "pointwise")
     return "stem_conv" if first_conv else "full_conv"
 
 
@@ -125,7 +129,7 @@ def _layer_cost(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, 
         macs = y[0].numel() * (module.in_channels // module.groups) * kh * kw
         kernel, stride = kh, module.stride[0]
     return LayerCost(
-        0, name, _layer_kind(module, first), tuple(x.shape[1:]), tuple(y.shape[1:]), kernel, stride, params, macs
+        0, name, _layer_kind(name, module, first), tuple(x.shape[1:]), tuple(y.shape[1:]), kernel, stride, params, macs
     )
 
 
@@ -159,20 +163,33 @@ def profile_module(module: nn.Module, input_shape: tuple[int, ...], name: str = 
 
 
 def _annotate(layers: list[LayerCost]) -> None:
-    """Number the layers, compute shares and the standard-conv equivalent of each dw+pw pair."""
+    """Number the layers, compute shares and the standard-conv equivalent of each separable block.
+
+    A block ends with the 1x1 convolution after a depthwise one (V1's pointwise, V2/V3's
+    projection, with any squeeze-and-excite between) and starts at the expansion before the
+    depthwise, if any. It replaces a standard convolution with the depthwise kernel from the
+    block's input channels to its output channels; ``separable_ratio`` is the block's cost over it.
+    """
     total_macs = sum(layer.mult_adds for layer in layers) or 1
     total_params = sum(layer.params for layer in layers) or 1
     for index, layer in enumerate(layers):
         layer.index = index
         layer.mult_adds_share = 100 * layer.mult_adds / total_macs
         layer.params_share = 100 * layer.params / total_params
-        previous = layers[index - 1] if index else None
-        if layer.kind == "pointwise" and previous is not None and previous.kind == "depthwise":
-            out_chs, height, width = layer.out_shape
-            layer.standard_mult_adds = standard_conv_mult_adds(
-                previous.kernel, previous.in_shape[0], out_chs, height, width
-            )
-            layer.separable_ratio = (previous.mult_adds + layer.mult_adds) / layer.standard_mult_adds
+        if layer.kind not in ("pointwise", "projection"):
+            continue
+        dw = index - 1
+        while dw >= 0 and layers[dw].kind == "se":
+            dw -= 1
+        if dw < 0 or layers[dw].kind != "depthwise":
+            continue
+        start = dw - 1 if dw and layers[dw - 1].kind == "expansion" else dw
+        out_chs, height, width = layer.out_shape
+        layer.standard_mult_adds = standard_conv_mult_adds(
+            layers[dw].kernel, layers[start].in_shape[0], out_chs, height, width
+        )
+        block = sum(part.mult_adds for part in layers[start : index + 1])
+        layer.separable_ratio = block / layer.standard_mult_adds
 
 
 def profile(
@@ -225,10 +242,13 @@ def _half_unit(value: float) -> float:
     return 0.5 * 10**-decimals
 
 
-def _check(table: str, item: str, quantity: str, printed: float, ours: float) -> Check:
+def _check(
+    table: str, item: str, quantity: str, printed: float, ours: float, erratum: paper.Erratum | None = None
+) -> Check:
     """Within the paper's rounding or 0.5% for mult-adds, 0.05M for parameters, 0.05 points for
-    shares; a known erratum is checked against the figure its source's arithmetic implies."""
-    erratum = paper.ERRATA.get((table, item, quantity))
+    shares; a known erratum (``erratum``, else :data:`paper.ERRATA`) is checked against the figure
+    its source's arithmetic implies."""
+    erratum = erratum or paper.ERRATA.get((table, item, quantity))
     expected = erratum.corrected if erratum else printed
     if quantity.endswith("share"):
         tolerance = 0.05
@@ -285,9 +305,11 @@ def _model_checks(base: Profile) -> Iterator[Check]:
         if not published:
             continue
         cost = base if name == BASE_MODEL else profile(name)
+        errata = get_model_info(name).errata
         for source, figures in published.items():
-            yield _check(source, name, "mult_adds_m", figures.mult_adds_m, cost.mult_adds / 1e6)
-            yield _check(source, name, "params_m", figures.params_m, cost.params / 1e6)
+            macs, params = cost.mult_adds / 1e6, cost.params / 1e6
+            yield _check(source, name, "mult_adds_m", figures.mult_adds_m, macs, errata.get((source, "mult_adds_m")))
+            yield _check(source, name, "params_m", figures.params_m, params, errata.get((source, "params_m")))
 
 
 def paper_checks() -> list[Check]:

@@ -88,6 +88,21 @@ class ModelCard:
         names = tuple(classes) if classes is not None else None
         return self.replace(kwargs={**self.kwargs, "num_classes": count}, classes=names, label_offset=label_offset)
 
+    def with_labels(self, names: Sequence[str], source: str = "--labels") -> ModelCard:
+        """The card with ``names`` for its outputs: one per output, or one per output after Google's background.
+
+        A one-line :class:`WeightsError` when the count fits neither.
+        """
+        outputs = self.num_classes
+        if len(names) == outputs:
+            offset = 1 if self.label_offset and names[0].lower() == "background" else 0
+            return self.replace(classes=tuple(names), label_offset=offset)
+        if self.label_offset and len(names) == outputs - self.label_offset:
+            prefix = self.classes[: self.label_offset] if self.classes else ("background",) * self.label_offset
+            return self.replace(classes=(*prefix, *names))
+        background = f" (or {outputs - self.label_offset} after its background class)" if self.label_offset else ""
+        raise WeightsError(f"{source} names {len(names)} classes; the model has {outputs} outputs{background}")
+
     def summary(self) -> str:
         """One line: architecture, width, classes, input, source format."""
         width = f" width_mult={self.kwargs['width_mult']:g}" if "width_mult" in self.kwargs else ""

@@ -9,7 +9,7 @@ from mobilenet import analysis
 from mobilenet.cli._format import millions, table
 from mobilenet.models import get_model_info, list_models
 
-KIND_ORDER = ("stem_conv", "depthwise", "pointwise", "full_conv", "fc")
+KIND_ORDER = ("stem_conv", "expansion", "depthwise", "se", "projection", "pointwise", "full_conv", "fc")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,7 +79,7 @@ def run_profile(args: argparse.Namespace) -> int:
     print(table(("type", "mult-adds %", "params %"), kind_rows, [False, True, True]))
     pairs = [layer for layer in cost.layers if layer.standard_mult_adds]
     if pairs:
-        separable = sum(layer.mult_adds for layer in cost.layers if layer.kind in ("depthwise", "pointwise"))
+        separable = sum((layer.separable_ratio or 0) * (layer.standard_mult_adds or 0) for layer in pairs)
         standard = sum(layer.standard_mult_adds or 0 for layer in pairs)
         print(
             f"\nThe {len(pairs)} depthwise separable blocks cost {millions(separable)} mult-adds; standard 3x3 "

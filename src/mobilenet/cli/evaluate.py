@@ -18,6 +18,7 @@ from mobilenet.errors import WeightsError
 from mobilenet.evaluate import evaluate, save_confusion_png
 from mobilenet.inference import Predictor
 from mobilenet.load import is_run_folder, load
+from mobilenet.weights.labels import read_labels
 
 
 def add_model_source(p: argparse.ArgumentParser) -> None:
@@ -26,6 +27,17 @@ def add_model_source(p: argparse.ArgumentParser) -> None:
     source.add_argument("--checkpoint", metavar="DIR", help="training --out folder (best, else last)")
     source.add_argument("--weights", metavar="W", help="weights in any format (e.g. Google's .tflite), or a tag")
     source.add_argument("--exported", metavar="FILE", help="a file written by `mobilenet export` (.onnx, .pte, .pt2)")
+    add_labels(p)
+
+
+def add_labels(p: argparse.ArgumentParser) -> None:
+    """``--labels FILE``: class names for weights that carry none (one a line)."""
+    p.add_argument("--labels", metavar="FILE", help="class names, one a line, in output order (replaces the model's)")
+
+
+def labelled(card: ModelCard, labels: str | None) -> ModelCard:
+    """``card`` with the class names of ``--labels`` if given."""
+    return card.with_labels(read_labels(labels), labels) if labels else card
 
 
 def load_source(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, ModelCard]:
@@ -33,7 +45,7 @@ def load_source(args: argparse.Namespace, device: torch.device) -> tuple[torch.n
     if args.checkpoint and not is_run_folder(Path(args.checkpoint)):
         raise WeightsError(f"no training run at {args.checkpoint}: pass a mobilenet train --out folder")
     model, card = load(args.checkpoint or args.weights or args.exported)
-    return model.to(device), card
+    return model.to(device), labelled(card, args.labels)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mobilenet.cli.evaluate import add_labels, labelled
 from mobilenet.errors import ExportError
 from mobilenet.export import DEFAULT_CALIB_IMAGES, FORMATS, export
 from mobilenet.load import load
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "auto: onnx keeps whichever agrees better with the float model on the calibration images, pt2 on",
     )
     p.add_argument("--data-root", help="where named data sets live")
+    add_labels(p)
     p.add_argument("--json", action="store_true", help="print the exported file's metadata as one JSON object")
     p.set_defaults(run=run_export)
 
@@ -51,7 +53,7 @@ def run_export(args: argparse.Namespace) -> int:
         args.out,
         args.format,
         args.resolution,
-        card,
+        labelled(card, args.labels),
         int8=args.int8,
         calib_data=args.calib_data,
         calib_images=args.calib_images,

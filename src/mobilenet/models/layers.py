@@ -1,9 +1,11 @@
 """Building blocks shared by the MobileNet family.
 
-A convolution with batch norm and activation (:class:`ConvBNAct`) and the depthwise separable
-convolution of MobileNetV1 Section 3.1 (:class:`DepthwiseSeparable`). Later members of the
-family (V2's inverted residual, V3's squeeze-and-excite) are meant to be added here beside
-them and reuse the same convolution and activation factories.
+A convolution with batch norm and activation (:class:`ConvBNAct`), the depthwise separable
+convolution of MobileNetV1 Section 3.1 (:class:`DepthwiseSeparable`), MobileNetV2's inverted
+residual with a linear bottleneck (:class:`InvertedResidual`, Section 3.3 and Figure 3), which
+MobileNetV3 extends with squeeze-and-excite (:class:`SqueezeExcite`, V3 Section 5.3) and
+hard-swish (V3 Section 5.2), and the channel rounding both later papers use
+(:func:`make_divisible`).
 """
 
 from __future__ import annotations
@@ -19,15 +21,32 @@ from torch import nn
 from mobilenet.errors import ConfigError
 
 Padding = Literal["torch", "tf_same"]
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu6": nn.ReLU6, "relu": nn.ReLU}
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu6": nn.ReLU6,
+    "relu": nn.ReLU,
+    "hard_swish": nn.Hardswish,  # x * ReLU6(x + 3) / 6 (V3 Section 5.2)
+    "identity": nn.Identity,  # V2's linear bottleneck: no activation after the projection
+}
 PADDINGS: tuple[str, ...] = ("torch", "tf_same")
 
 
 def make_activation(name: str) -> nn.Module:
-    """Return the activation called ``name`` (``relu6``, the paper's, or ``relu``)."""
+    """Return the activation called ``name``: ``relu6``, ``relu``, ``hard_swish`` or ``identity``."""
     if name not in ACTIVATIONS:
         raise ConfigError(f"unknown activation {name!r}: use one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name](inplace=True)
+    return ACTIVATIONS[name]() if name == "identity" else ACTIVATIONS[name](inplace=True)
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor``, never below 90% of ``value``.
+
+    The rule of MobileNetV2 and V3 (TF-slim's ``_make_divisible``): channels scaled by a width
+    multiplier are rounded to multiples of 8, and rounded up by one more step when rounding
+    would lose more than 10%. ``min_value`` (default ``divisor``) is the smallest result.
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -128,3 +147,60 @@ class DepthwiseSeparable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pw(self.dw(x))
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excite of MobileNetV3 (Section 5.3): channel weights from the pooled input.
+
+    Global average pool, a 1x1 convolution down to ``squeeze_chs`` with ReLU, a 1x1 convolution
+    back with hard-sigmoid (``ReLU6(x + 3) / 6``), and the input scaled by the result. Both
+    convolutions have a bias and no batch norm.
+    """
+
+    def __init__(self, channels: int, squeeze_chs: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeeze_chs, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(squeeze_chs, channels, 1)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.gate(self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))))
+        return x * scale
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's bottleneck (Section 3.3, Table 1), the block of V3 too.
+
+    A 1x1 expansion to ``exp_chs`` (left out when ``exp_chs == in_chs``, V2's t = 1 rows), a
+    ``kernel`` x ``kernel`` depthwise convolution carrying the stride, optional squeeze-and-excite
+    (V3), and a linear 1x1 projection to ``out_chs``: batch norm and no activation, the linear
+    bottleneck of Section 3.2. The input is added back when the stride is 1 and the channels
+    match. Children: ``expand``, ``dw``, ``se``, ``project`` (``ConvBNAct`` units, named for
+    weight converters and BN folding).
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        exp_chs: int,
+        out_chs: int,
+        kernel: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        act: str = "relu6",
+        se_chs: int = 0,
+        padding: Padding = "torch",
+    ) -> None:
+        super().__init__()
+        self.use_residual = stride == 1 and in_chs == out_chs
+        self.expand: nn.Module = (
+            ConvBNAct(in_chs, exp_chs, 1, act=act, padding=padding) if exp_chs != in_chs else nn.Identity()
+        )
+        self.dw = ConvBNAct(exp_chs, exp_chs, kernel, stride, dilation, exp_chs, act, padding)
+        self.se: nn.Module = SqueezeExcite(exp_chs, se_chs) if se_chs else nn.Identity()
+        self.project = ConvBNAct(exp_chs, out_chs, 1, act="identity", padding=padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.se(self.dw(self.expand(x))))
+        return x + out if self.use_residual else out

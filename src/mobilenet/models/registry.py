@@ -31,12 +31,16 @@ class ModelInfo:
     std: tuple[float, ...] = IMAGENET_STD
     num_classes: int = 1000
     published: dict[str, paper.Figures] = field(default_factory=dict)
+    """Published rows by source (``Table 4``, ``TF-slim``...): mult-adds, parameters, accuracy."""
+    errata: dict[tuple[str, str], paper.Erratum] = field(default_factory=dict)
+    """(source, quantity) -> the figure a published row's own arithmetic implies, and why."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly metadata (the builder by its architecture name)."""
         meta = asdict(self)
         meta["builder"] = self.builder.arch
         meta["published"] = {src: asdict(fig) for src, fig in self.published.items()}
+        meta["errata"] = {f"{src} {quantity}": asdict(err) for (src, quantity), err in self.errata.items()}
         return meta
 
 
