@@ -133,4 +133,4 @@ def test_every_paper_check_passes_and_errata_are_named() -> None:
     errata = {(c.table, c.item) for c in checks if c.note}
     assert ("Table 1", "row 26 dw/s2 @7") in errata
     assert ("TF-slim", "mobilenet_v1_075_224") in errata and ("Table 6", "mobilenet_v1_075_224") not in errata
-    assert len(errata) == 8
+    assert len({(table, item) for table, item in errata if not item.startswith(("mobilenet_v2", "mobilenet_v3"))}) == 8

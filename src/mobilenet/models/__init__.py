@@ -4,7 +4,7 @@ Importing this package registers every architecture: adding one is a new file he
 as data, its class, its registration) and its import below.
 """
 
-from mobilenet.models import mobilenet_v1
+from mobilenet.models import mobilenet_v1, mobilenet_v2, mobilenet_v3
 from mobilenet.models.base import MobileNet
 from mobilenet.models.registry import (
     ModelInfo,
@@ -23,5 +23,7 @@ __all__ = [
     "get_model_info",
     "list_models",
     "mobilenet_v1",
+    "mobilenet_v2",
+    "mobilenet_v3",
     "register_model",
 ]

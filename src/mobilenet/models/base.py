@@ -10,13 +10,18 @@ so that a trained model can be described (``mobilenet.card``), saved and rebuilt
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from mobilenet.errors import ConfigError, InputShapeError
+from mobilenet.models.layers import PADDINGS
+
+OUTPUT_STRIDES = (8, 16, 32)
+NUM_LEVELS = 5
+"""Feature levels at strides 2, 4, 8, 16, 32: the stem and the four stride-2 stages after it."""
 
 
 class MobileNet(nn.Module):
@@ -42,15 +47,16 @@ class MobileNet(nn.Module):
         self.feature_info: list[dict[str, Any]] = []
         self.out_indices: tuple[int, ...] = tuple(config.get("out_indices", ()))
 
-    # ------------------------------------------------------------------ what subclasses give
+    # ------------------------------------------------------------------ what subclasses may change
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The body up to the global pool."""
-        raise NotImplementedError
+        """The body up to the global pool: ``stem``, ``blocks``, ``head`` (a member with another body overrides it)."""
+        self.check_input(x)
+        return self.head(self.blocks(self.stem(x)))
 
     def feature_modules(self) -> Iterable[nn.Module]:
-        """The body's modules in forward order, the ones ``feature_info`` indexes."""
-        raise NotImplementedError
+        """The body's modules in forward order, the ones ``feature_info`` indexes: the stem and the blocks."""
+        return (self.stem, *self.blocks)
 
     @classmethod
     def kwargs_from_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
@@ -141,6 +147,57 @@ def check_common(num_classes: int, in_chans: int, dropout: float) -> None:
     if in_chans < 1:
         raise ConfigError(f"in_chans must be >= 1, got {in_chans}")
     check_dropout(dropout)
+
+
+def check_geometry(padding: str, stem_stride: int, output_stride: int, out_indices: Sequence[int]) -> None:
+    """Padding, strides and feature levels every family member takes, checked with one-line errors."""
+    if padding not in PADDINGS:
+        raise ConfigError(f"unknown padding {padding!r}: use one of {', '.join(PADDINGS)}")
+    if stem_stride not in (1, 2):
+        raise ConfigError(f"stem_stride must be 1 or 2, got {stem_stride}")
+    if output_stride not in OUTPUT_STRIDES:
+        raise ConfigError(
+            f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}: "
+            "32 is the paper's network, 16 and 8 dilate the last blocks"
+        )
+    if any(i not in range(NUM_LEVELS) for i in out_indices):
+        raise ConfigError(f"out_indices {tuple(out_indices)} must be within 0-{NUM_LEVELS - 1}")
+
+
+class Strides:
+    """Where each layer of a body sits: its stride or dilation, its feature level, the network's total stride.
+
+    Layers are added in forward order with the stride their table gives (:meth:`add`). Once the
+    running stride would pass ``output_stride``, a stride-s layer gets stride 1 and every later
+    layer dilation multiplied by s: TF-slim's atrous rule for dense prediction. ``min_input_size``
+    counts every table stride, dilated or not, so inputs below it are refused.
+    """
+
+    def __init__(self, stem_stride: int, output_stride: int) -> None:
+        self.stem_stride, self.output_stride = stem_stride, output_stride
+        self.stride, self.dilation, self.min_input_size = stem_stride, 1, stem_stride
+        self.level_of = [0]  # feature level of each module so far, the stem's first
+
+    def add(self, stride: int) -> tuple[int, int]:
+        """The (stride, dilation) of the next layer, whose table stride is ``stride``."""
+        layer_stride, layer_dilation = stride, self.dilation
+        if stride > 1 and self.stride * stride > self.output_stride:
+            layer_stride, self.dilation = 1, self.dilation * stride
+        self.stride *= layer_stride
+        self.min_input_size *= stride
+        self.level_of.append(self.level_of[-1] + (stride > 1))
+        return layer_stride, layer_dilation
+
+    def feature_info(self, names: Sequence[str], channels: Sequence[int]) -> list[dict[str, Any]]:
+        """One entry per level: the last module at that level (``names[i]``, output ``channels[i]``), its stride."""
+        info = []
+        for level in range(NUM_LEVELS):
+            index = max(i for i, lv in enumerate(self.level_of) if lv == level)
+            reduction = min(self.stem_stride * 2**level, self.output_stride)
+            info.append(
+                {"module": names[index], "module_index": index, "num_chs": channels[index], "reduction": reduction}
+            )
+        return info
 
 
 def init_weights(model: nn.Module) -> None:

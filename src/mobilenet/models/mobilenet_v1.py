@@ -21,13 +21,12 @@ from torch import nn
 
 from mobilenet import paper
 from mobilenet.errors import ConfigError
-from mobilenet.models.base import MobileNet, check_common, init_weights
+from mobilenet.models.base import NUM_LEVELS, MobileNet, Strides, check_common, check_geometry, init_weights
 from mobilenet.models.layers import ConvBNAct, DepthwiseSeparable, Padding
 from mobilenet.models.registry import ModelInfo, register_model
 
 BlockType = Literal["separable", "full_conv"]
 MIN_CHANNELS = 8  # TF-slim's min_depth: no layer is thinned below 8 channels
-OUTPUT_STRIDES = (8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,6 @@ SHALLOW_TABLE1: tuple[LayerSpec, ...] = tuple(spec for spec in TABLE1 if not (sp
 """Table 5's shallow MobileNet: Table 1 without the five 512-channel blocks at 14x14."""
 
 BODIES: dict[str, tuple[LayerSpec, ...]] = {"table1": TABLE1, "shallow": SHALLOW_TABLE1}
-NUM_LEVELS = 5  # feature levels: one per stride-2 layer (stem + four blocks)
 
 
 def scale_channels(channels: int, width_mult: float) -> int:
@@ -139,53 +137,40 @@ class MobileNetV1(MobileNet):
                 "head_conv": head_conv,
             }
         )
-        _validate(num_classes, in_chans, dropout, stem_stride, output_stride, block_type)
+        check_common(num_classes, in_chans, dropout)
+        check_geometry(padding, stem_stride, output_stride, out_indices)
+        if block_type not in ("separable", "full_conv"):
+            raise ConfigError(f"block_type must be 'separable' or 'full_conv', got {block_type!r}")
         if head_conv < 0:
             raise ConfigError(f"head_conv must be >= 0 (0: no head convolution), got {head_conv}")
         if body not in BODIES:
             raise ConfigError(f"body must be one of {', '.join(BODIES)}, got {body!r}")
-        if any(i not in range(NUM_LEVELS) for i in out_indices):
-            raise ConfigError(f"out_indices {tuple(out_indices)} must be within 0-4")
         self.width_mult = width_mult
 
         stem_chs = scale_channels(STEM.out_chs, width_mult)
         self.stem = ConvBNAct(in_chans, stem_chs, 3, stem_stride, act=act, padding=padding)
-        stride, dilation = stem_stride, 1
-        self.min_input_size = stem_stride  # grows with every stride
-        level_of = [0]  # feature level of each module in (stem, *blocks)
+        strides = Strides(stem_stride, output_stride)
         layers: list[nn.Module] = []
-        in_chs = stem_chs
+        channels = [stem_chs]
         for spec in BODIES[body]:
-            out_chs = scale_channels(spec.out_chs, width_mult)
-            layer_stride, layer_dilation = spec.stride, dilation
-            if spec.stride > 1 and stride * spec.stride > output_stride:
-                layer_stride, dilation = 1, dilation * spec.stride  # TF-slim's atrous rule
-            stride *= layer_stride
-            self.min_input_size *= spec.stride
-            level_of.append(level_of[-1] + (spec.stride > 1))
+            in_chs, out_chs = channels[-1], scale_channels(spec.out_chs, width_mult)
+            stride, dilation = strides.add(spec.stride)
             if block_type == "separable":
-                block = DepthwiseSeparable(in_chs, out_chs, layer_stride, layer_dilation, act, padding)
+                layers.append(DepthwiseSeparable(in_chs, out_chs, stride, dilation, act, padding))
             else:
-                block = ConvBNAct(in_chs, out_chs, 3, layer_stride, layer_dilation, 1, act, padding)
-            layers.append(block)
-            in_chs = out_chs
+                layers.append(ConvBNAct(in_chs, out_chs, 3, stride, dilation, 1, act, padding))
+            channels.append(out_chs)
         self.blocks = nn.Sequential(*layers)
-        self.feature_info = _feature_info(level_of, self, stem_stride, output_stride)
+        self.min_input_size = strides.min_input_size
+        names = ["stem", *(f"blocks.{i}" for i in range(len(layers)))]
+        self.feature_info = strides.feature_info(names, channels)
+        in_chs = channels[-1]
         if not features_only:
             self.head: nn.Module = (
                 ConvBNAct(in_chs, head_conv, 1, act=act, padding=padding) if head_conv else nn.Identity()
             )
         self.build_head(head_conv or in_chs, dropout)
         init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The body: stem, depthwise separable blocks and head convolution (if any), up to the pool."""
-        self.check_input(x)
-        return self.head(self.blocks(self.stem(x)))
-
-    def feature_modules(self) -> tuple[nn.Module, ...]:
-        """The stem and the 13 blocks, in forward order."""
-        return (self.stem, *self.blocks)
 
     @classmethod
     def kwargs_from_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
@@ -205,34 +190,6 @@ class MobileNetV1(MobileNet):
             "body": bodies[len(blocks)],
             "block_type": "separable" if separable else "full_conv",
         }
-
-
-def _validate(
-    num_classes: int, in_chans: int, dropout: float, stem_stride: int, output_stride: int, block_type: str
-) -> None:
-    check_common(num_classes, in_chans, dropout)
-    if stem_stride not in (1, 2):
-        raise ConfigError(f"stem_stride must be 1 or 2, got {stem_stride}")
-    if output_stride not in OUTPUT_STRIDES:
-        raise ConfigError(
-            f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}: "
-            "32 is the paper's network, 16 and 8 dilate the last blocks"
-        )
-    if block_type not in ("separable", "full_conv"):
-        raise ConfigError(f"block_type must be 'separable' or 'full_conv', got {block_type!r}")
-
-
-def _feature_info(level_of: list[int], model: MobileNetV1, stem_stride: int, output_stride: int) -> list[dict]:
-    """One entry per level: the last module of that level, its channels and its stride."""
-    modules = (model.stem, *model.blocks)
-    info = []
-    for level in range(NUM_LEVELS):
-        index = max(i for i, lv in enumerate(level_of) if lv == level)
-        out = modules[index].pw if isinstance(modules[index], DepthwiseSeparable) else modules[index]
-        reduction = min(stem_stride * 2**level, output_stride)
-        name = "stem" if index == 0 else f"blocks.{index - 1}"
-        info.append({"module": name, "module_index": index, "num_chs": out.conv.out_channels, "reduction": reduction})
-    return info
 
 
 # ------------------------------------------------------------------------- registered names
