@@ -1,4 +1,4 @@
-"""Tags for published weights: ``timm``, ``hf`` and ``keras``, optionally ``TAG:VARIANT``.
+"""Tags for published weights: ``timm``, ``hf``, ``keras`` and ``torchvision``, optionally ``TAG:VARIANT``.
 
 - ``timm`` / ``timm:mobilenetv1_100h``: timm's weights (``mobilenetv1_100``, ``_100h``,
   ``_125``; default tag ``ra4_e3600_r224_in1k``) from the Hugging Face Hub, via huggingface_hub.
@@ -6,6 +6,10 @@
   huggingface_hub (default ``google/mobilenet_v1_1.0_224``).
 - ``keras`` / ``keras:0.75_192`` / ``keras:0.75_192_no_top``: Keras's published ``.h5`` files,
   downloaded once into ``$MOBILENET_CACHE`` (default ``~/.cache/mobilenet``).
+- ``torchvision`` / ``torchvision:mobilenet_v3_small`` / ``torchvision:mobilenet_v2.IMAGENET1K_V1``:
+  torchvision's ImageNet weights (``mobilenet_v2``, ``mobilenet_v3_large``, ``mobilenet_v3_small``;
+  by default torchvision's ``DEFAULT`` weights of the model) from download.pytorch.org, cached as
+  Keras's are.
 
 Offline, each raises a :class:`WeightsError` naming the file to fetch and how to pass it.
 """
@@ -22,13 +26,27 @@ from mobilenet.errors import WeightsError
 from mobilenet.fileio import atomic_write
 from mobilenet.weights.formats import one_line, optional_import
 
-TAGS = ("timm", "hf", "keras")
-DEFAULT_VARIANTS = {"timm": "mobilenetv1_100", "hf": "google/mobilenet_v1_1.0_224", "keras": "1.0_224"}
+TAGS = ("timm", "hf", "keras", "torchvision")
+DEFAULT_VARIANTS = {
+    "timm": "mobilenetv1_100",
+    "hf": "google/mobilenet_v1_1.0_224",
+    "keras": "1.0_224",
+    "torchvision": "mobilenet_v2",
+}
 TIMM_TAG = "ra4_e3600_r224_in1k"
 HF_FILES = ("config.json", "preprocessor_config.json", "model.safetensors")
 KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
 KERAS_ALPHAS = {"1.0": "1_0", "0.75": "7_5", "0.5": "5_0", "0.50": "5_0", "0.25": "2_5"}
 KERAS_SIZES = ("224", "192", "160", "128")
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+TORCHVISION_FILES: dict[str, dict[str, str]] = {  # torchvision's weights enums; the first is the model's DEFAULT
+    "mobilenet_v2": {"IMAGENET1K_V2": "mobilenet_v2-7ebf99e0.pth", "IMAGENET1K_V1": "mobilenet_v2-b0353104.pth"},
+    "mobilenet_v3_large": {
+        "IMAGENET1K_V2": "mobilenet_v3_large-5c1a4163.pth",
+        "IMAGENET1K_V1": "mobilenet_v3_large-8738ca79.pth",
+    },
+    "mobilenet_v3_small": {"IMAGENET1K_V1": "mobilenet_v3_small-047dcff4.pth"},
+}
 
 
 def is_tag(source: str) -> bool:
@@ -47,8 +65,19 @@ def resolve(tag: str) -> Path:
     if kind == "hf":
         url = f"https://huggingface.co/{variant}/tree/main ({', '.join(HF_FILES)})"
         return _fetch(tag, url, "the path of a folder holding them", lambda: _hub_folder(variant))
-    filename = _keras_filename(variant)
-    return _fetch(tag, KERAS_URL + filename, "the file's path", lambda: _download(KERAS_URL + filename, filename))
+    filename = _torchvision_filename(variant) if kind == "torchvision" else _keras_filename(variant)
+    url = (TORCHVISION_URL if kind == "torchvision" else KERAS_URL) + filename
+    return _fetch(tag, url, "the file's path", lambda: _download(url, filename))
+
+
+def _torchvision_filename(variant: str) -> str:
+    """``mobilenet_v2-7ebf99e0.pth`` for ``mobilenet_v2`` (its DEFAULT) or ``mobilenet_v2.IMAGENET1K_V2``."""
+    model, _, weights = variant.partition(".")
+    files = TORCHVISION_FILES.get(model, {})
+    if not files or (weights and weights not in files):
+        known = ", ".join(f"{name}[.{'|'.join(enum)}]" for name, enum in TORCHVISION_FILES.items())
+        raise WeightsError(f"unknown torchvision variant {variant!r}: expected one of {known}")
+    return files[weights] if weights else next(iter(files.values()))
 
 
 def _fetch(tag: str, url: str, what: str, download: Callable[[], Path]) -> Path:

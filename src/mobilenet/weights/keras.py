@@ -30,16 +30,26 @@ def read_keras(path: Path) -> dict[str, np.ndarray]:
 
 
 def _layer_weights(h5py: Any, root: Any) -> dict[str, np.ndarray]:
+    """Every layer's arrays, the layers found through the root's ``layer_names`` when it lists them.
+
+    A layer name may contain "/" (Keras's MobileNetV3: ``Conv/BatchNorm``), which HDF5 stores as
+    nested groups; ``layer_names`` names them whole. Files without it: the root's groups.
+    """
+    listed = _strings(root.attrs.get("layer_names", []))
+    layers = listed or [name for name, group in root.items() if isinstance(group, h5py.Group)]
     tensors = {}
-    for layer, group in root.items():
-        if not isinstance(group, h5py.Group):
+    for layer in layers:
+        group = root.get(layer)
+        if not isinstance(group, h5py.Group):  # a layer without weights may have no group
             continue
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
-        if not names:
-            names = _datasets(h5py, group)
+        names = _strings(group.attrs.get("weight_names", [])) or _datasets(h5py, group)
         for name in names:
             tensors[f"{layer}/{name.rsplit('/', 1)[-1].split(':')[0]}"] = np.asarray(group[name])
     return tensors
+
+
+def _strings(values: Any) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _datasets(h5py: Any, group: Any) -> list[str]:

@@ -9,8 +9,10 @@ when none does the error lists why each refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -22,6 +24,12 @@ from mobilenet.weights.tflite import Graph, Op
 
 T = TypeVar("T")
 IGNORED_SUFFIXES = ("num_batches_tracked",)  # bookkeeping, not weights
+
+
+TORCH_BN = ("weight", "bias", "running_mean", "running_var")
+KERAS_BN = ("gamma", "beta", "moving_mean", "moving_variance")
+KERAS_BN_EPS = 1e-3  # Keras's BatchNormalization default, which Google's Keras applications keep
+GOOGLE_NORM = (0.5, 0.5, 0.5)  # inputs scaled to [-1, 1], as TF-slim's, Keras's and timm's ports of them expect
 
 
 @dataclass
@@ -39,6 +47,66 @@ class Converted:
     kwargs: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     bn_eps: float | None = None  # None: the same epsilon as our model's
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one library names an architecture's tensors (one per architecture and library).
+
+    ``names(kind, block)`` gives the (convolution, batch norm) prefixes of one of our units;
+    ``bn`` the batch-norm parameter names in our order (weight, bias, running mean and variance).
+    """
+
+    title: str
+    names: Callable[[str, int], tuple[str, str]]
+    classifier: str
+    sep: str = "."
+    bn: tuple[str, ...] = TORCH_BN
+    conv_weight: str = "weight"
+    dw_weight: str = "weight"
+
+    def key(self, prefix: str, name: str) -> str:
+        return f"{prefix}{self.sep}{name}"
+
+    @property
+    def stem_key(self) -> str:
+        """The stem convolution's key: present in every state dict of this layout."""
+        return self.key(self.names("stem", -1)[0], self.conv_weight)
+
+    @property
+    def head_key(self) -> str:
+        return self.key(self.names("head", -1)[0], self.conv_weight)
+
+    @property
+    def classifier_key(self) -> str:
+        return self.key(self.classifier, self.conv_weight)
+
+
+def unit_key_map(layout: Layout, units: Iterable[tuple[str, str, int]], classifier: bool = True) -> dict[str, str]:
+    """Our state-dict key -> the layout's, for conv-BN ``units`` (name, kind, block) and the classifier."""
+    mapping = {}
+    for unit, kind, block in units:
+        conv, bn = layout.names(kind, block)
+        mapping[f"{unit}.conv.weight"] = layout.key(conv, layout.dw_weight if kind == "dw" else layout.conv_weight)
+        mapping.update(
+            {f"{unit}.bn.{ours}": layout.key(bn, theirs) for ours, theirs in zip(TORCH_BN, layout.bn, strict=True)}
+        )
+    if classifier:
+        mapping["classifier.weight"] = layout.classifier_key
+        mapping["classifier.bias"] = layout.key(layout.classifier, "bias")
+    return mapping
+
+
+def keras_meta(source: str, size: re.Pattern[str]) -> dict[str, Any]:
+    """The card fields of a Keras application file: [-1, 1] inputs, the input size its name gives (else 224)."""
+    named = size.search(Path(source).name)
+    return {
+        "format": "keras",
+        "source": source,
+        "mean": GOOGLE_NORM,
+        "std": GOOGLE_NORM,
+        "input_size": int(named.group(1)) if named else 224,
+    }
 
 
 @dataclass(frozen=True)
@@ -144,19 +212,29 @@ def tflite_input_stats(graph: Graph) -> tuple[tuple[float, ...], tuple[float, ..
     return (zero / 255,) * 3, (1 / (255 * scale),) * 3
 
 
-from mobilenet.weights.converters import mobilenet_v1  # noqa: E402  (registers itself; needs the names above)
+# Each architecture's converter registers itself; it imports the names above, so it comes last.
+from mobilenet.weights.converters import mobilenet_v1, mobilenet_v2, mobilenet_v3  # noqa: E402
 
 __all__ = [
     "CONVERTERS",
+    "GOOGLE_NORM",
+    "KERAS_BN",
+    "KERAS_BN_EPS",
+    "TORCH_BN",
     "Converted",
     "Converter",
+    "Layout",
     "convert",
     "identity_bn",
+    "keras_meta",
     "keras_to_torch",
     "mobilenet_v1",
+    "mobilenet_v2",
+    "mobilenet_v3",
     "op_bias",
     "register_converter",
     "rename",
     "tflite_input_stats",
     "tflite_to_torch",
+    "unit_key_map",
 ]

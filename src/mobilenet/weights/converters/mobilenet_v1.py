@@ -26,8 +26,7 @@ correspondence. Conventions of each source:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -36,25 +35,27 @@ from mobilenet.errors import WeightsError
 from mobilenet.models.layers import ACTIVATIONS
 from mobilenet.models.mobilenet_v1 import STEM, TABLE1, MobileNetV1
 from mobilenet.weights.converters import (
+    GOOGLE_NORM,
+    KERAS_BN,
+    KERAS_BN_EPS,
     Converted,
     Converter,
+    Layout,
     identity_bn,
+    keras_meta,
     keras_to_torch,
     op_bias,
     register_converter,
     rename,
     tflite_input_stats,
     tflite_to_torch,
+    unit_key_map,
 )
 from mobilenet.weights.hf import HFFolder
 from mobilenet.weights.tflite import CLASSIFIERS, CONVOLUTIONS, POOL, Graph, Op, op_counts
 
 ARCH = MobileNetV1.arch
-TORCH_BN = ("weight", "bias", "running_mean", "running_var")
-KERAS_BN = ("gamma", "beta", "moving_mean", "moving_variance")
-KERAS_BN_EPS = 1e-3
 KERAS_FILE_SIZE = re.compile(r"mobilenet_\d_\d_(\d+)_tf")  # the published files name their resolution
-GOOGLE_NORM = (0.5, 0.5, 0.5)  # inputs scaled to [-1, 1], as TF-slim, Keras and timm's weights expect
 HF_MODEL_TYPE = "mobilenet_v1"
 HF_PREFIX = "mobilenet_v1."  # MobileNetV1ForImageClassification's body; a bare MobileNetV1Model has none
 EXPECTED_TFLITE = (
@@ -102,39 +103,6 @@ def _keras_names(kind: str, block: int) -> tuple[str, str]:
     return name, f"{name}_bn"
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How one library names MobileNetV1's tensors.
-
-    ``names(kind, block)`` gives the (convolution, batch norm) prefixes of one of our units;
-    ``bn`` the batch-norm parameter names in our order (weight, bias, running mean and variance).
-    """
-
-    title: str
-    names: Callable[[str, int], tuple[str, str]]
-    classifier: str
-    sep: str = "."
-    bn: tuple[str, ...] = TORCH_BN
-    conv_weight: str = "weight"
-    dw_weight: str = "weight"
-
-    def key(self, prefix: str, name: str) -> str:
-        return f"{prefix}{self.sep}{name}"
-
-    @property
-    def stem_key(self) -> str:
-        """The stem convolution's key: present in every state dict of this layout."""
-        return self.key(self.names("stem", -1)[0], self.conv_weight)
-
-    @property
-    def head_key(self) -> str:
-        return self.key(self.names("head", -1)[0], self.conv_weight)
-
-    @property
-    def classifier_key(self) -> str:
-        return self.key(self.classifier, self.conv_weight)
-
-
 LAYOUTS: dict[str, Layout] = {
     "timm": Layout("timm", _timm_names, "classifier"),
     "hf": Layout("Hugging Face", _hf_names, "classifier"),
@@ -144,17 +112,7 @@ LAYOUTS: dict[str, Layout] = {
 
 def key_map(layout: Layout, head: bool = False, classifier: bool = True) -> dict[str, str]:
     """Our state-dict key -> the layout's key, for every weight of a MobileNetV1 (Table 1 body)."""
-    mapping = {}
-    for unit, kind, block in units(head=head):
-        conv, bn = layout.names(kind, block)
-        mapping[f"{unit}.conv.weight"] = layout.key(conv, layout.dw_weight if kind == "dw" else layout.conv_weight)
-        mapping.update(
-            {f"{unit}.bn.{ours}": layout.key(bn, theirs) for ours, theirs in zip(TORCH_BN, layout.bn, strict=True)}
-        )
-    if classifier:
-        mapping["classifier.weight"] = layout.classifier_key
-        mapping["classifier.bias"] = layout.key(layout.classifier, "bias")
-    return mapping
+    return unit_key_map(layout, units(head=head), classifier)
 
 
 def rename_layout(tensors: Mapping[str, object], layout: Layout, source: str) -> dict:
@@ -232,14 +190,7 @@ def from_keras(tensors: dict[str, np.ndarray], source: str) -> Converted:
             state[key] = torch.from_numpy(np.ascontiguousarray(value.reshape(value.shape[-2:]).T, dtype=np.float32))
         else:
             state[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-    size = KERAS_FILE_SIZE.search(source)
-    meta = {
-        "format": "keras",
-        "source": source,
-        "mean": GOOGLE_NORM,
-        "std": GOOGLE_NORM,
-        "input_size": int(size.group(1)) if size else 224,
-    }
+    meta = keras_meta(source, KERAS_FILE_SIZE)
     return Converted(state, ARCH, {"padding": "tf_same", "act": "relu6"}, meta, bn_eps=KERAS_BN_EPS)
 
 
