@@ -16,7 +16,7 @@ from mobilenet.errors import MobileNetError
 
 COMMANDS = (analysis, train, evaluate, weights, export, bench, demo)
 EXIT_USAGE = 2
-DESCRIPTION = "MobileNet (V1, Howard et al. 2017) exactly as published: analyse, train, evaluate, convert and deploy."
+DESCRIPTION = "The MobileNet family (V1, V2, V3) exactly as published: analyse, train, evaluate, convert and deploy."
 EXAMPLES = """most common:
   mobilenet train --recipe fashion-mnist --out runs/fashion          train (recipes: mobilenet train --help)
   mobilenet eval --checkpoint runs/fashion --data fashion-mnist     accuracy of a run, weights or exported file
