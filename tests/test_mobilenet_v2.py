@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,12 +64,7 @@ PARAMS_100_224 = 3_504_872
 BN_PARAMS_100_224 = 34_112  # weight and bias of 17,056 batch-norm channels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _name(width: float, resolution: int) -> str:

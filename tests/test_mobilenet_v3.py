@@ -53,9 +53,7 @@ TABLES = {"large": (TABLE1_ROWS, 960, 1280), "small": (TABLE2_ROWS, 576, 1024)}
 ACT = {"RE": nn.ReLU, "HS": nn.Hardswish}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _row(block: InvertedResidual) -> tuple[int, int, int, bool, str, int]:

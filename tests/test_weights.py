@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import sys
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +30,7 @@ from mobilenet.models.mobilenet_v1 import TABLE1, MobileNetV1
 from mobilenet.weights import detect_format, hub, imagenet_classes, load_weights, read_native, save_native
 from mobilenet.weights.converters.mobilenet_v1 import LAYOUTS, _match, key_map
 from mobilenet.weights.tflite import parse
+from reference import randomize_bn
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MOBILENET_DATA") or ROOT.parent / "shared" / "data")  # as conftest's shared_data
@@ -44,31 +44,12 @@ GOOGLE_MODELS = {
     "1.0-224": [BODY_1_0, HEAD_1_0],
 }
 pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
     pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors:UserWarning"),  # wanted: layer outputs
     pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning"),  # the refused pickles' protocol
 ]
 needs_tflite = pytest.mark.skipif(not TFLITE.is_dir(), reason=f"Google's TFLite models not found at {TFLITE}")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"test images not found at {DATA}")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread (the test machines' cores are shared), restored for the other modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _randomize_bn(model: torch.nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial BN statistics, small variances included, so that any epsilon or mapping slip shows."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.weight.data = torch.rand(n, generator=generator) + 0.5
-            module.bias.data = torch.randn(n, generator=generator) * 0.1
-            module.running_mean = torch.randn(n, generator=generator) * 0.1
-            module.running_var = torch.rand(n, generator=generator) * 0.95 + 0.05
 
 
 def _source(name: str) -> Path | list[Path]:
@@ -110,7 +91,7 @@ def test_head_conv_adds_a_1x1_conv_bn_act_before_the_pool() -> None:
 def test_timm_state_dict_gives_timms_logits(tmp_path: Path, variant: str, save_as: str) -> None:
     timm = pytest.importorskip("timm")
     reference = timm.create_model(variant, pretrained=False).eval()
-    _randomize_bn(reference, torch.Generator().manual_seed(0))
+    randomize_bn(reference, torch.Generator().manual_seed(0))
     path = tmp_path / f"{variant}{save_as}"
     if save_as == ".pth":
         torch.save(reference.state_dict(), path)
@@ -137,7 +118,7 @@ def test_hugging_face_folder_gives_transformers_logits(tmp_path: Path, depth_mul
     transformers = pytest.importorskip("transformers")
     config = transformers.MobileNetV1Config(depth_multiplier=depth_multiplier, tf_padding=True, num_labels=1001)
     reference = transformers.MobileNetV1ForImageClassification(config).eval()
-    _randomize_bn(reference, torch.Generator().manual_seed(1))
+    randomize_bn(reference, torch.Generator().manual_seed(1))
     with torch.no_grad():
         reference.classifier.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(2))
     reference.save_pretrained(tmp_path)
@@ -467,7 +448,7 @@ def test_tflite_graph_with_another_stride_or_only_a_head_is_refused(tmp_path: Pa
 def _small_model(seed: int, **kwargs: object) -> MobileNetV1:
     """A width-0.25 MobileNetV1 in eval mode with its own BN statistics (``seed`` tells two apart)."""
     model = MobileNetV1(width_mult=0.25, **kwargs)
-    _randomize_bn(model, torch.Generator().manual_seed(seed))
+    randomize_bn(model, torch.Generator().manual_seed(seed))
     return model.eval()
 
 

@@ -10,7 +10,6 @@ import dataclasses
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +28,7 @@ from mobilenet.models.mobilenet_v2 import TABLE2, MobileNetV2
 from mobilenet.weights import hub, imagenet_classes, load_weights
 from mobilenet.weights.converters.mobilenet_v2 import from_tflite
 from mobilenet.weights.tflite import Graph, Op, parse
+from reference import randomize_bn
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MOBILENET_DATA") or ROOT.parent / "shared" / "data")  # as conftest's shared_data
@@ -36,29 +36,12 @@ TFLITE = DATA.parent / "weights" / "tflite"
 V2_FILE = TFLITE / "mobilenet_v2_1.0_224_quant.tflite"
 V1_FILE = TFLITE / "mobilenet_v1_0.25_128_quant.tflite"
 V3_FILE = TFLITE / "v3-small_224_1.0_uint8.tflite"
-pytestmark = pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors:UserWarning")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors:UserWarning"),
+]
 needs_v2 = pytest.mark.skipif(not V2_FILE.is_file(), reason=f"{V2_FILE} not found")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"test images not found at {DATA}")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread (the test machines' cores are shared), restored for the other modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _randomize_bn(model: torch.nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial BN statistics, small variances included, so that any epsilon or mapping slip shows."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.weight.data = torch.rand(n, generator=generator) + 0.5
-            module.bias.data = torch.randn(n, generator=generator) * 0.1
-            module.running_mean = torch.randn(n, generator=generator) * 0.1
-            module.running_var = torch.rand(n, generator=generator) * 0.95 + 0.05
 
 
 def _save(state: dict[str, torch.Tensor], path: Path) -> Path:
@@ -81,7 +64,7 @@ def _max_diff(model: torch.nn.Module, reference: torch.nn.Module, x: torch.Tenso
 def test_torchvision_state_dict_gives_torchvisions_logits(tmp_path: Path, width: float, save_as: str) -> None:
     torchvision = pytest.importorskip("torchvision")
     reference = torchvision.models.mobilenet_v2(width_mult=width).eval()
-    _randomize_bn(reference, torch.Generator().manual_seed(0))
+    randomize_bn(reference, torch.Generator().manual_seed(0))
     model, card = load_weights(_save(reference.state_dict(), tmp_path / f"mobilenet_v2{save_as}"))
     assert (card.format, card.arch, card.kwargs["width_mult"], card.kwargs["padding"]) == (
         "torchvision",
@@ -102,7 +85,7 @@ def test_torchvision_state_dict_gives_torchvisions_logits(tmp_path: Path, width:
 def test_timm_state_dict_gives_timms_logits(tmp_path: Path, variant: str, width: float, save_as: str) -> None:
     timm = pytest.importorskip("timm")
     reference = timm.create_model(variant, pretrained=False).eval()
-    _randomize_bn(reference, torch.Generator().manual_seed(1))
+    randomize_bn(reference, torch.Generator().manual_seed(1))
     model, card = load_weights(_save(reference.state_dict(), tmp_path / f"{variant}{save_as}"))
     assert (card.format, card.kwargs["width_mult"], card.kwargs["padding"], card.kwargs["num_classes"]) == (
         "timm",
@@ -134,7 +117,7 @@ def test_timm_state_dict_without_classifier_or_with_a_key_missing(tmp_path: Path
 
 def test_our_own_state_dict_loads_through_mobilenet_load(tmp_path: Path) -> None:
     saved = MobileNetV2(width_mult=0.75, num_classes=7).eval()
-    _randomize_bn(saved, torch.Generator().manual_seed(3))
+    randomize_bn(saved, torch.Generator().manual_seed(3))
     model, card = mobilenet.load(_save(saved.state_dict(), tmp_path / "ours.pth"))
     assert not model.training and (card.arch, card.kwargs["width_mult"], card.kwargs["num_classes"]) == (
         "mobilenet_v2",

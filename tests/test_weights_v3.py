@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -46,18 +45,12 @@ GOOGLE = {  # name: (file, what it is)
     "large-minimal": (LARGE_MINIMAL, {"size": "large", "minimal": True}),
 }
 V1_FILE = TFLITE / "mobilenet_v1_0.25_128_quant.tflite"
-pytestmark = [pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors:UserWarning")]
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors:UserWarning"),
+]
 needs_tflite = pytest.mark.skipif(not SMALL.is_file(), reason=f"Google's TFLite MobileNetV3s not found in {TFLITE}")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"test images not found at {DATA}")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread (the test machines' cores are shared), restored for the other modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _randomize(model: nn.Module, seed: int) -> nn.Module:
