@@ -434,3 +434,53 @@ def test_torchvision_tag_offline_names_the_url(monkeypatch: pytest.MonkeyPatch) 
         assert f"get {url} and pass the file's path instead of '{tag}'" in str(err.value)
     with pytest.raises(WeightsError, match=r"unknown torchvision variant 'resnet50'"):
         load_weights("torchvision:resnet50")
+
+
+KERAS_ROOT = "https://storage.googleapis.com/tensorflow/keras-applications/"
+TIMM_ROOT = "https://huggingface.co/timm/"
+
+
+@pytest.mark.parametrize(
+    ("tag", "url"),
+    [
+        ("keras:v2_1.4_224", KERAS_ROOT + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.4_224.h5"),
+        (
+            "keras:v2_0.35_96_no_top",
+            KERAS_ROOT + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
+        ),
+        ("keras:v3_large_0.75", KERAS_ROOT + "mobilenet_v3/weights_mobilenet_v3_large_224_0.75_float.h5"),
+        (
+            "keras:v3_small_minimalistic_1.0_no_top",
+            KERAS_ROOT + "mobilenet_v3/weights_mobilenet_v3_small_minimalistic_224_1.0_float_no_top_v2.h5",
+        ),
+        ("keras:0.75_192", KERAS_ROOT + "mobilenet/mobilenet_7_5_192_tf.h5"),
+        ("timm:mobilenetv3_large_100", TIMM_ROOT + "mobilenetv3_large_100.ra_in1k/"),
+        ("timm:mobilenetv3_small_100", TIMM_ROOT + "mobilenetv3_small_100.lamb_in1k/"),
+        ("timm:tf_mobilenetv3_large_minimal_100", TIMM_ROOT + "tf_mobilenetv3_large_minimal_100.in1k/"),
+        ("timm:mobilenetv2_140", TIMM_ROOT + "mobilenetv2_140.ra_in1k/"),
+        ("timm:mobilenetv3_large_100.miil_in21k_ft_in1k", TIMM_ROOT + "mobilenetv3_large_100.miil_in21k_ft_in1k/"),
+    ],
+)
+def test_v2_v3_tags_offline_name_the_file(monkeypatch: pytest.MonkeyPatch, tag: str, url: str) -> None:
+    def offline(*args: object) -> Path:
+        raise OSError("Name or service not known")
+
+    for name in ("_hub_file", "_download"):
+        monkeypatch.setattr(hub, name, offline)
+    with pytest.raises(WeightsError, match=f"cannot download the weights for '{tag}'") as err:
+        load_weights(tag)
+    assert f"get {url}" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("tag", "match"),
+    [
+        ("keras:v2_1.4_300", "unknown Keras variant 'v2_1.4_300'"),
+        ("keras:v3_large_minimalistic_0.75", "minimalistic 1.0 only"),
+        ("timm:resnet50", "no default timm tag for 'resnet50'"),
+    ],
+)
+def test_unknown_tag_variants_are_one_line_errors(tag: str, match: str) -> None:
+    with pytest.raises(WeightsError, match=match) as err:
+        load_weights(tag)
+    assert "\n" not in str(err.value)

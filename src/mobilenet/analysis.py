@@ -300,7 +300,7 @@ def _table3_checks() -> Iterator[Check]:
 
 
 @cache
-def _totals(name: str) -> tuple[int, int]:
+def totals(name: str) -> tuple[int, int]:
     """Mult-adds and parameters of a registered name at its own input size (the network is fixed by the name)."""
     cost = profile(name)
     return cost.mult_adds, cost.params
@@ -312,7 +312,7 @@ def _model_checks() -> Iterator[Check]:
         published = get_model_info(name).published
         if not published:
             continue
-        mult_adds, parameters = _totals(name)
+        mult_adds, parameters = totals(name)
         errata = get_model_info(name).errata
         for source, figures in published.items():
             macs, params = mult_adds / 1e6, parameters / 1e6

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mobilenet import analysis
+from mobilenet import analysis, compare
 from mobilenet.cli._format import millions, table
 from mobilenet.models import get_model_info, list_models
 
@@ -24,6 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("paper", help="the paper's cost figures (Tables 1-9) against ours")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(run=run_paper)
+
+    p = sub.add_parser("compare", help="which member to pick: cost, accuracy, latency and int8 loss side by side")
+    p.add_argument("--models", help=f"comma-separated registry names (default: {', '.join(compare.FAMILY)})")
+    p.add_argument("--results", default=str(compare.DEFAULT_RESULTS), help="the benchmarks' results file (JSON)")
+    p.add_argument("--json", action="store_true", help="one JSON list of rows on stdout")
+    p.add_argument("--plot", metavar="FILE", help="write top-1 against latency (Pareto front marked) as PNG")
+    p.set_defaults(run=run_compare)
 
     p = sub.add_parser("models", help="the registry of named models with their metadata")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. '*_224'")
@@ -151,4 +158,54 @@ def run_models(args: argparse.Namespace) -> int:
         if infos
         else "no model matches"
     )
+    return 0
+
+
+def _cell(value: object, spec: str = "") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else list(compare.FAMILY)
+    results = compare.read_results(args.results)
+    rows = compare.family_rows(names, results)
+    if args.plot:
+        compare.plot(rows, args.plot)
+    if args.json:
+        print(json.dumps(compare.as_json(rows)))
+        return 0
+    front = {row.model for row in compare.pareto(rows)}
+    cells = [
+        (
+            row.model + (" *" if row.model in front else ""),
+            f"{row.params:.2f}",
+            f"{row.mult_adds:.0f}",
+            _cell(row.top1_published, ".1f"),
+            _cell(row.top1_sample, ".1f"),
+            _cell(row.flowers17, ".1f"),
+            _cell(row.fp32_ms, ".2f") + (f" {row.fp32_backend}" if row.fp32_backend else ""),
+            _cell(row.int8_ms, ".2f") + (f" {row.int8_backend}" if row.int8_backend else ""),
+            _cell(row.int8_drop, "+.1f"),
+        )
+        for row in rows
+    ]
+    headers = (
+        "model",
+        "M params",
+        "M mult-adds",
+        "top-1 pub.",
+        "top-1 sample",
+        "Flowers-17",
+        "fp32 ms",
+        "int8 ms",
+        "int8 drop",
+    )
+    print(table(headers, cells, [False, True, True, True, True, True, False, False, True]))
+    print("\n* the Pareto front: no other member is both faster (best backend) and more accurate (published top-1)")
+    for group, source in sorted(results["sources"].items()):
+        print(f"{group}: {source.get('date')}, {source.get('cpu')}: {source.get('command')}")
+    if not results["sources"]:
+        print(f"no measured figures: {args.results} not found (the benchmarks write it; see docs/RESULTS.md)")
+    if args.plot:
+        print(f"wrote {args.plot}")
     return 0

@@ -1,11 +1,15 @@
 """Tags for published weights: ``timm``, ``hf``, ``keras`` and ``torchvision``, optionally ``TAG:VARIANT``.
 
-- ``timm`` / ``timm:mobilenetv1_100h``: timm's weights (``mobilenetv1_100``, ``_100h``,
-  ``_125``; default tag ``ra4_e3600_r224_in1k``) from the Hugging Face Hub, via huggingface_hub.
+- ``timm`` / ``timm:mobilenetv1_100h`` / ``timm:mobilenetv3_large_100.miil_in21k_ft_in1k``: timm's
+  weights from the Hugging Face Hub, via huggingface_hub; without ``.TAG``, the tag timm itself
+  loads by default for that name (:data:`TIMM_DEFAULT_TAGS`).
 - ``hf`` / ``hf:google/mobilenet_v1_0.75_192``: a transformers checkpoint folder, via
   huggingface_hub (default ``google/mobilenet_v1_1.0_224``).
 - ``keras`` / ``keras:0.75_192`` / ``keras:0.75_192_no_top``: Keras's published ``.h5`` files,
-  downloaded once into ``$MOBILENET_CACHE`` (default ``~/.cache/mobilenet``).
+  downloaded once into ``$MOBILENET_CACHE`` (default ``~/.cache/mobilenet``); V2 as
+  ``keras:v2_1.4_224`` (alpha 0.35, 0.5, 0.75, 1.0, 1.3, 1.4; size 96, 128, 160, 192, 224), V3 as
+  ``keras:v3_large_0.75``, ``keras:v3_small_minimalistic_1.0`` (alpha 1.0 or 0.75; 224), each
+  with ``_no_top`` for the file without classifier.
 - ``torchvision`` / ``torchvision:mobilenet_v3_small`` / ``torchvision:mobilenet_v2.IMAGENET1K_V1``:
   torchvision's ImageNet weights (``mobilenet_v2``, ``mobilenet_v3_large``, ``mobilenet_v3_small``;
   by default torchvision's ``DEFAULT`` weights of the model) from download.pytorch.org, cached as
@@ -33,11 +37,23 @@ DEFAULT_VARIANTS = {
     "keras": "1.0_224",
     "torchvision": "mobilenet_v2",
 }
-TIMM_TAG = "ra4_e3600_r224_in1k"
+TIMM_DEFAULT_TAGS = (  # (name prefix, timm's default pretrained tag), the first that matches
+    ("mobilenetv1_", "ra4_e3600_r224_in1k"),
+    ("mobilenetv2_050", "lamb_in1k"),
+    ("mobilenetv2_", "ra_in1k"),
+    ("mobilenetv3_small_", "lamb_in1k"),
+    ("mobilenetv3_large_100", "ra_in1k"),
+    ("tf_mobilenetv3_", "in1k"),
+)
 HF_FILES = ("config.json", "preprocessor_config.json", "model.safetensors")
-KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
+KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 KERAS_ALPHAS = {"1.0": "1_0", "0.75": "7_5", "0.5": "5_0", "0.50": "5_0", "0.25": "2_5"}
 KERAS_SIZES = ("224", "192", "160", "128")
+KERAS_V2_ALPHAS = ("0.35", "0.5", "0.75", "1.0", "1.3", "1.4")
+KERAS_V2_SIZES = ("96", "128", "160", "192", "224")
+KERAS_V3_MODELS = ("large", "small", "large_minimalistic", "small_minimalistic")
+KERAS_V3_ALPHAS = ("1.0", "0.75")
+NO_TOP = "_no_top"
 TORCHVISION_URL = "https://download.pytorch.org/models/"
 TORCHVISION_FILES: dict[str, dict[str, str]] = {  # torchvision's weights enums; the first is the model's DEFAULT
     "mobilenet_v2": {"IMAGENET1K_V2": "mobilenet_v2-7ebf99e0.pth", "IMAGENET1K_V1": "mobilenet_v2-b0353104.pth"},
@@ -59,7 +75,7 @@ def resolve(tag: str) -> Path:
     kind, _, variant = tag.partition(":")
     variant = variant or DEFAULT_VARIANTS[kind]
     if kind == "timm":
-        name = variant if "." in variant else f"{variant}.{TIMM_TAG}"
+        name = variant if "." in variant else f"{variant}.{_timm_tag(variant)}"
         url = f"https://huggingface.co/timm/{name}/resolve/main/model.safetensors"
         return _fetch(tag, url, "the file's path", lambda: _hub_file(f"timm/{name}", "model.safetensors"))
     if kind == "hf":
@@ -67,7 +83,16 @@ def resolve(tag: str) -> Path:
         return _fetch(tag, url, "the path of a folder holding them", lambda: _hub_folder(variant))
     filename = _torchvision_filename(variant) if kind == "torchvision" else _keras_filename(variant)
     url = (TORCHVISION_URL if kind == "torchvision" else KERAS_URL) + filename
-    return _fetch(tag, url, "the file's path", lambda: _download(url, filename))
+    return _fetch(tag, url, "the file's path", lambda: _download(url, Path(filename).name))
+
+
+def _timm_tag(name: str) -> str:
+    """timm's default pretrained tag for a MobileNet ``name`` (a one-line error for names it has none for)."""
+    for prefix, tag in TIMM_DEFAULT_TAGS:
+        if name.startswith(prefix):
+            return tag
+    known = ", ".join(prefix + "*" for prefix, _ in TIMM_DEFAULT_TAGS)
+    raise WeightsError(f"no default timm tag for {name!r} (known: {known}): name one, as in timm:{name}.TAG")
 
 
 def _torchvision_filename(variant: str) -> str:
@@ -100,7 +125,10 @@ def _hub_folder(repo: str) -> Path:
 
 
 def _keras_filename(variant: str) -> str:
-    """``mobilenet_7_5_192_tf.h5`` for ``0.75_192``; ``..._tf_no_top.h5`` for ``0.75_192_no_top``."""
+    """Keras's file name for a variant: ``mobilenet_7_5_192_tf.h5`` for ``0.75_192`` (``..._tf_no_top.h5`` for
+    ``0.75_192_no_top``), the ``mobilenet_v2/`` and ``mobilenet_v3/`` files for ``v2_...`` and ``v3_...``."""
+    if variant.startswith(("v2_", "v3_")):
+        return _keras_v2_v3_filename(variant)
     alpha, _, rest = variant.partition("_")
     size, _, top = rest.partition("_")
     if alpha not in KERAS_ALPHAS or size not in KERAS_SIZES or top not in ("", "no_top"):
@@ -108,7 +136,30 @@ def _keras_filename(variant: str) -> str:
             f"unknown Keras variant {variant!r}: expected ALPHA_SIZE[_no_top] with ALPHA one of "
             f"{', '.join(KERAS_ALPHAS)} and SIZE one of {', '.join(KERAS_SIZES)}, e.g. keras:0.75_192"
         )
-    return f"mobilenet_{KERAS_ALPHAS[alpha]}_{size}_tf{'_no_top' if top else ''}.h5"
+    return f"mobilenet/mobilenet_{KERAS_ALPHAS[alpha]}_{size}_tf{'_no_top' if top else ''}.h5"
+
+
+def _keras_v2_v3_filename(variant: str) -> str:
+    """``mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.4_224.h5`` for ``v2_1.4_224``,
+    ``mobilenet_v3/weights_mobilenet_v3_large_224_0.75_float.h5`` for ``v3_large_0.75`` (``_no_top``: the
+    files without classifier; V3's are Keras's ``_no_top_v2``)."""
+    version, _, rest = variant.partition("_")
+    top = not rest.endswith(NO_TOP)
+    rest = rest if top else rest[: -len(NO_TOP)]
+    if version == "v2":
+        alpha, _, size = rest.partition("_")
+        if alpha in KERAS_V2_ALPHAS and size in KERAS_V2_SIZES:
+            suffix = "" if top else NO_TOP
+            return f"mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{size}{suffix}.h5"
+    else:
+        model, _, alpha = rest.rpartition("_")
+        if model in KERAS_V3_MODELS and alpha in KERAS_V3_ALPHAS and not (model.endswith("istic") and alpha != "1.0"):
+            return f"mobilenet_v3/weights_mobilenet_v3_{model}_224_{alpha}_float{'' if top else '_no_top_v2'}.h5"
+    raise WeightsError(
+        f"unknown Keras variant {variant!r}: expected v2_ALPHA_SIZE (ALPHA one of {', '.join(KERAS_V2_ALPHAS)}, SIZE "
+        f"one of {', '.join(KERAS_V2_SIZES)}) or v3_MODEL_ALPHA (MODEL one of {', '.join(KERAS_V3_MODELS)}, ALPHA "
+        f"1.0 or 0.75; minimalistic 1.0 only), each optionally ending in _no_top"
+    )
 
 
 def cache_dir() -> Path:

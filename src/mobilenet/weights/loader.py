@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mobilenet.weights.formats import detect_format, read_safetensors, read_torc
 from mobilenet.weights.hf import read_hf_folder
 from mobilenet.weights.imagenet import BACKGROUND, BACKGROUND_OFFSET, NUM_CLASSES, classes_for
 from mobilenet.weights.keras import read_keras
+from mobilenet.weights.labels import embedded_labels
 from mobilenet.weights.native import is_native, native_card
 from mobilenet.weights.tflite import parse
 
@@ -77,8 +79,11 @@ def read(source: Source) -> Converted:
 
 
 def _tflite(paths: list[Path]) -> Converted:
+    """The converted graph(s), with the class names that the (last) file's metadata carries, if any."""
     source = " + ".join(str(path) for path in paths)
-    return convert("tflite", source, [parse(path) for path in paths], source)
+    converted = convert("tflite", source, [parse(path) for path in paths], source)
+    classes = embedded_labels(paths[-1], converted.state["classifier.weight"].shape[0])
+    return replace(converted, meta={**converted.meta, "classes": classes}) if classes else converted
 
 
 def from_state_dict(tensors: dict[str, torch.Tensor], source: str) -> Converted:

@@ -3,27 +3,30 @@
 The files are parsed with the ``tflite`` package (the flatbuffer schema's generated reader).
 Weights stored as uint8 (or int8) with a scale and zero point per tensor (or per channel) are
 dequantized, ``float = (q - zero_point) * scale``; int32 biases have zero point 0. Operators
-that neither compute nor hold weights (reshapes, softmax, quantize) are dropped; what a graph
-must look like to be a given architecture is its converter's business
-(:mod:`mobilenet.weights.converters`).
+that neither compute nor hold weights (reshapes, softmax, quantize) are dropped, and a PAD that
+gives the VALID convolution after it exactly TensorFlow SAME's amounts is folded into it (the TF2
+converter writes strided SAME convolutions that way). What a graph must look like to be a given
+architecture is its converter's business (:mod:`mobilenet.weights.converters`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mobilenet.errors import WeightsError
+from mobilenet.models.layers import tf_same_padding
 from mobilenet.weights.formats import one_line, optional_import
 
 CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 CLASSIFIERS = ("CONV_2D", "FULLY_CONNECTED")
 PASSIVE = frozenset({"RESHAPE", "SQUEEZE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"})  # no weights, no arithmetic
 POOL = "AVERAGE_POOL_2D"
+TENSOR_INT8 = 9  # the schema's TensorType.INT8 (UINT8 is 3)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Op:
     stride: int = 0
     same_padding: bool = True
     act: str | None = None  # the fused activation: None, "relu" or "relu6"
+    output_quant: tuple[float, int, int, int] | None = None  # an 8-bit output's scale, zero point, lowest, highest
+    output_shape: tuple[int, ...] = ()
 
     def describe(self) -> str:
         return f"{self.name} {self.kernel}x{self.kernel}/{self.stride}" if self.kernel else self.name
@@ -50,6 +55,7 @@ class Graph:
     ops: list[Op]
     input_shape: tuple[int, ...]
     input_quant: tuple[float, int] | None  # (scale, zero point) of a quantized input
+    input_signed: bool = False  # an int8 input: pixels arrive as q = pixel - 128 (the TF2 converter's int8 files)
 
     @property
     def is_body(self) -> bool:
@@ -69,7 +75,9 @@ def parse(path: Path) -> Graph:
     try:
         model = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
         graph = model.Subgraphs(0)
-        ops = [_op(tflite, model, graph, graph.Operators(i)) for i in range(graph.OperatorsLength())]
+        raw = [graph.Operators(i) for i in range(graph.OperatorsLength())]
+        parsed = [_with_output(graph, op, _op(tflite, model, graph, op)) for op in raw]
+        ops = _fold_pads(tflite, model, graph, raw, parsed)
         tensor = graph.Tensors(graph.Inputs(0))
         shape = tuple(int(d) for d in tensor.ShapeAsNumpy())
         quant = _quantization(tensor)
@@ -78,7 +86,47 @@ def parse(path: Path) -> Graph:
     except Exception as err:  # a flatbuffer reader on a corrupt file fails in many ways (IndexError, struct.error...)
         raise WeightsError(f"{path}: truncated or corrupt TFLite file ({type(err).__name__}: {one_line(err)})") from err
     input_quant = (float(quant[0][0]), int(quant[1][0])) if quant and len(quant[0]) == 1 else None
-    return Graph(path, [op for op in ops if op.name not in PASSIVE], shape, input_quant)
+    signed = tensor.Type() == TENSOR_INT8
+    return Graph(path, [op for op in ops if op.name not in PASSIVE], shape, input_quant, signed)
+
+
+def _fold_pads(tflite: Any, model: Any, graph: Any, raw: list[Any], ops: list[Op]) -> list[Op]:
+    """``ops`` with each PAD that feeds a VALID convolution exactly TensorFlow SAME's amounts folded into it as
+    SAME padding (how the TF2 converter writes a strided SAME convolution); a PAD of other amounts (PyTorch's
+    symmetric ones) stays in front of its VALID convolution."""
+    folded: list[Op] = []
+    for index, op in enumerate(ops):
+        if folded and folded[-1].name == "PAD" and _pads_same(tflite, model, graph, raw[index - 1], raw[index], op):
+            folded[-1] = replace(op, same_padding=True)
+        else:
+            folded.append(op)
+    return folded
+
+
+def _pads_same(tflite: Any, model: Any, graph: Any, pad: Any, conv: Any, parsed: Op) -> bool:
+    """Whether the PAD operator ``pad`` feeds ``conv`` (``parsed``: a VALID convolution) TensorFlow SAME's amounts."""
+    if parsed.name not in CONVOLUTIONS or parsed.same_padding or not parsed.kernel:
+        return False
+    if int(conv.Inputs(0)) != int(pad.Outputs(0)):
+        return False
+    try:
+        amounts = _constant(tflite, model, graph, int(pad.Inputs(1)))
+    except WeightsError:  # amounts computed at run time: nothing to fold
+        return False
+    size = graph.Tensors(int(pad.Inputs(0))).ShapeAsNumpy()[1:3]
+    same = [(0, 0), *(tf_same_padding(int(s), parsed.kernel, parsed.stride) for s in size), (0, 0)]
+    return amounts.shape == (4, 2) and np.array_equal(amounts, same)
+
+
+def _with_output(graph: Any, op: Any, parsed: Op) -> Op:
+    """``parsed`` with the shape and 8-bit quantization of the operator's (first) output tensor."""
+    tensor = graph.Tensors(int(op.Outputs(0)))
+    quant = _quantization(tensor)
+    output_quant = None
+    if quant and quant[0].size == 1:
+        low, high = (-128, 127) if tensor.Type() == TENSOR_INT8 else (0, 255)
+        output_quant = (float(quant[0][0]), int(quant[1][0]), low, high)
+    return replace(parsed, output_quant=output_quant, output_shape=tuple(int(d) for d in tensor.ShapeAsNumpy()))
 
 
 def _op(tflite: Any, model: Any, graph: Any, op: Any) -> Op:
@@ -117,6 +165,7 @@ def _constant(tflite: Any, model: Any, graph: Any, index: int) -> np.ndarray:
         types.FLOAT32: np.float32,
         types.FLOAT16: np.float16,
         types.INT32: np.int32,
+        types.INT64: np.int64,  # PAD's amounts, in some converters' files
         types.UINT8: np.uint8,
         types.INT8: np.int8,
     }

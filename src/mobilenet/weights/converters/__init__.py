@@ -206,10 +206,13 @@ def tflite_input_stats(graph: Graph) -> tuple[tuple[float, ...], tuple[float, ..
     """Mean and std of ``[0, 1]`` pixels equal to a TFLite input's quantization ``(q - zero) * scale``.
 
     A uint8 input with scale 1/128 and zero point 128 is ``(q - 128) / 128``: mean = std = 128/255.
-    A float model expects ``[-1, 1]`` as well.
+    An int8 input takes ``q = pixel - 128``: its zero point is 128 lower on the same pixels (the TF2
+    converter's int8 files: scale 1/128, zero point 0 is again mean = std = 128/255). A float model
+    (or a float input the graph quantizes itself) expects ``[-1, 1]`` as well.
     """
     scale, zero = graph.input_quant or (1 / 127.5, 127.5)
-    return (zero / 255,) * 3, (1 / (255 * scale),) * 3
+    pixel_zero = zero + 128 if graph.input_signed else zero
+    return (pixel_zero / 255,) * 3, (1 / (255 * scale),) * 3
 
 
 # Each architecture's converter registers itself; it imports the names above, so it comes last.

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from mobilenet.errors import WeightsError
 from mobilenet.models import MobileNet
@@ -39,6 +40,19 @@ class Layer:
     bn: str | None
 
 
+def dry_run(model: nn.Module, resolution: int, hooks: Iterable[RemovableHandle]) -> None:
+    """One forward pass of a zero image through ``model`` in eval mode (its mode restored after), for the
+    forward ``hooks`` to record what runs; the hooks are removed after it."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, model.in_chans, resolution, resolution))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+
+
 def weighted_layers(model: MobileNet, resolution: int) -> list[Layer]:
     """Our convolutions and linear layers in the order a forward pass runs them.
 
@@ -52,14 +66,7 @@ def weighted_layers(model: MobileNet, resolution: int) -> list[Layer]:
         for module in model.modules()
         if isinstance(module, nn.Conv2d | nn.Linear)
     ]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, model.in_chans, resolution, resolution))
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+    dry_run(model, resolution, hooks)
     state = model.state_dict()
     layers = []
     for module in order:

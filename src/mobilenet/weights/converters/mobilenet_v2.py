@@ -190,7 +190,7 @@ def _check_kind(ops: list[Op], source: str) -> None:
         op = ops[position]
         if op.kernel > 1 and not op.same_padding:
             padded = position > 0 and ops[position - 1].name == "PAD"
-            how = " after an explicit PAD (as graphs exported from Keras pad)" if padded else ""
+            how = " after an explicit PAD of other amounts than TensorFlow SAME's" if padded else ""
             raise WeightsError(
                 f"{source}: weighted operator {index} ({op.describe()}) has VALID padding{how}: only TensorFlow "
                 "SAME padding is converted (our padding='tf_same')"

@@ -77,7 +77,7 @@ from mobilenet.weights.converters import (
     rename,
     tflite_input_stats,
 )
-from mobilenet.weights.converters.graph import WEIGHTED, match_candidates
+from mobilenet.weights.converters.graph import WEIGHTED, dry_run, match_candidates
 from mobilenet.weights.hf import HFFolder
 from mobilenet.weights.tflite import Graph, Op, op_counts
 
@@ -324,12 +324,7 @@ def _our_steps(model: MobileNetV3, resolution: int) -> list[tuple[str, bool]]:
         for module in model.modules()
         if isinstance(module, nn.Conv2d | nn.Linear | nn.Hardswish)
     ]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, model.in_chans, resolution, resolution))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    dry_run(model, resolution, hooks)
     return steps
 
 

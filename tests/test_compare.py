@@ -1,0 +1,74 @@
+"""``mobilenet compare``: the family table from computed cost, published accuracy and a results file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mobilenet import compare
+from mobilenet.cli import main
+
+MODELS = "mobilenet_v3_small,mobilenet_v3_small_minimal,mobilenet_v2_035_96"
+
+
+def _results(path: Path) -> None:
+    compare.record(
+        path,
+        "latency",
+        {
+            "mobilenet_v3_small": {"fp32_ms": 4.0, "fp32_backend": "onnx", "int8_ms": 3.0, "int8_backend": "openvino"},
+            "mobilenet_v3_small_minimal": {"fp32_ms": 3.5, "fp32_backend": "onnx"},
+            "mobilenet_v2_035_96": {"fp32_ms": 1.0, "fp32_backend": "onnx"},
+        },
+        cpu="Test CPU (avx2)",
+        command="benchmarks/family_table.py",
+    )
+    compare.record(path, "accuracy", {"mobilenet_v3_small": {"top1_sample": 78.0, "int8_drop": 0.7}}, "Test CPU", "x")
+
+
+def test_json_rows_carry_the_documented_keys_and_measured_figures(tmp_path: Path, capsys) -> None:
+    results = tmp_path / "family.json"
+    _results(results)
+    assert main(["compare", "--models", MODELS, "--results", str(results), "--json"]) == 0
+    rows = {row["model"]: row for row in json.loads(capsys.readouterr().out)}
+    keys = {"model", "params", "mult_adds", "top1_published", "top1_sample", "fp32_ms", "fp32_backend", "int8_ms"}
+    assert keys | {"int8_backend", "int8_drop"} <= set(rows["mobilenet_v3_small"])
+    small = rows["mobilenet_v3_small"]
+    assert small["params"] == pytest.approx(2.54, abs=0.01) and small["mult_adds"] == pytest.approx(56.5, abs=0.5)
+    assert small["top1_published"] == 67.4  # the paper's Table 3, not TF-slim's 67.5
+    assert (small["top1_sample"], small["int8_ms"], small["int8_drop"]) == (78.0, 3.0, 0.7)
+    assert rows["mobilenet_v3_small_minimal"]["int8_ms"] is None  # not measured: None, never a guess
+
+
+def test_pareto_front_keeps_only_undominated_members(tmp_path: Path) -> None:
+    results = tmp_path / "family.json"
+    _results(results)
+    rows = compare.family_rows(MODELS.split(","), compare.read_results(results))
+    front = [row.model for row in compare.pareto(rows)]
+    # v2 0.35-96: fastest (1.0 ms); v3 small: best top-1 (67.4) at 3.0; small minimal: slower than small, worse
+    assert front == ["mobilenet_v2_035_96", "mobilenet_v3_small"]
+
+
+def test_table_and_plot(tmp_path: Path, capsys) -> None:
+    results = tmp_path / "family.json"
+    _results(results)
+    png = tmp_path / "family.png"
+    assert main(["compare", "--models", MODELS, "--results", str(results), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "mobilenet_v3_small *" in out and "3.00 openvino" in out and "Test CPU (avx2)" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_results_measured_columns_are_empty_and_bad_files_are_one_line_errors(tmp_path: Path, capsys) -> None:
+    assert main(["compare", "--models", "mobilenet_v3_small", "--results", str(tmp_path / "absent.json")]) == 0
+    assert "no measured figures" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["compare", "--models", "mobilenet_v3_small", "--results", str(bad)]) == 2
+    assert "cannot read results file" in capsys.readouterr().err
+    assert main(["compare", "--models", "resnet50", "--results", str(tmp_path / "absent.json")]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown result fields"):
+        compare.record(tmp_path / "r.json", "x", {"mobilenet_v3_small": {"top5": 1.0}}, "cpu", "cmd")
