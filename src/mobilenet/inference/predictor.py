@@ -42,11 +42,17 @@ class Predictor:
         self.transform = card.eval_transform()
         self.names = card.output_names()
 
-    @torch.no_grad()
     def predict_tensors(self, images: Sequence[torch.Tensor], topk: int = 5) -> list[list[dict[str, Any]]]:
         """Top-k of each decoded uint8 image (``C x H x W``, already with the card's channels)."""
-        batch = torch.stack([self.transform(image) for image in images]).to(self.device)
-        probs = self.model(batch).float().softmax(1).cpu()
+        return self.top(self.probabilities(torch.stack([self.transform(image) for image in images])), topk)
+
+    @torch.no_grad()
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Softmax of the model's outputs (``N x outputs``, on the CPU) for a batch already transformed."""
+        return self.model(batch.to(self.device)).float().softmax(1).cpu()
+
+    def top(self, probs: torch.Tensor, topk: int = 5) -> list[list[dict[str, Any]]]:
+        """The ``topk`` most probable outputs of each row of ``probs``, named."""
         values, indices = probs.topk(min(topk, probs.shape[1]), 1)
         return [
             [{"label": self.names[i], "index": i, "prob": p} for p, i in zip(row_values, row_indices, strict=True)]
