@@ -1,4 +1,4 @@
-"""Top-1 lost to int8: every int8 path against the float export, on three data sets .
+"""Top-1 lost to int8: every int8 path against the float export, on three data sets, with batch-1 latency.
 
 Cases (each skipped, with the reason, when its model or data is missing):
 - ``flowers17-ft``: the fine-tuned Flowers-17 checkpoint (``runs/flowers-ft``), calibrated on 256
@@ -8,15 +8,19 @@ Cases (each skipped, with the reason, when its model or data is missing):
   calibrated on 256 train images, evaluated on flowers17/valid (the seed article's ReLU6 claim);
 - ``cifar10-relu6`` and ``cifar10-relu``: the same comparison on CIFAR-10 (``runs/cifar-relu6``,
   ``runs/cifar-relu``), calibrated on 256 train images, evaluated on the 10,000 test images;
-- ``imagenet-sample``: Google's 1.0-224 weights converted to float, calibrated on 100 images of the
-  300-image sample and evaluated on the other 200 (calibration and evaluation never share an image).
+- ``imagenet-sample`` (V1 1.0-224), ``imagenet-v2`` (V2 1.0-224), ``imagenet-v3-small`` and
+  ``imagenet-v3-large-minimal``: Google's TFLite weights converted to float, calibrated on 100
+  images of the 300-image sample and evaluated on the other 200 (calibration and evaluation never
+  share an image).
 
 Paths: ONNX Runtime QDQ with per-channel and per-tensor weights, PT2E with the x86 quantizer
 (``.pt2``, Inductor) and PT2E with the XNNPACK quantizer (``.pte``). The float reference is the
-float ONNX file (equal to PyTorch within 1e-4: tests/test_export.py). Output: stdout and
+float ONNX file. With ``--latency`` each runtime's float file is exported too (its largest logit
+difference from PyTorch is printed) and the batch-1 latency of float and int8 is measured per
+runtime, in the same run (median of ``--runs`` calls). Output: stdout and
 ``docs/results/int8_accuracy.md``.
 
-Run: .venv/bin/python benchmarks/int8_accuracy.py [--cases flowers17-ft,cifar10-relu6,...]
+Run: .venv/bin/python benchmarks/int8_accuracy.py [--cases flowers17-ft,imagenet-v3-small,...] [--latency]
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import platform
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ from typing import Any
 
 import torch
 
+from mobilenet.bench import time_runs
 from mobilenet.card import ModelCard
 from mobilenet.data import load_eval_folder
 from mobilenet.evaluate import evaluate
@@ -41,17 +48,27 @@ from mobilenet.load import load
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MOBILENET_DATA") or ROOT.parent / "shared" / "data")
-GOOGLE_224 = [
-    DATA.parent / "weights" / "tflite" / name
-    for name in ("mobilenet_v1_1.0_224_quant_embedding_extractor.tflite", "mobilenet_quant_v1_224_head_layers.tflite")
-]
+TFLITE = DATA.parent / "weights" / "tflite"
+GOOGLE = {
+    "imagenet-sample": (
+        "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
+        "mobilenet_quant_v1_224_head_layers.tflite",
+    ),
+    "imagenet-v2": ("mobilenet_v2_1.0_224_quant.tflite",),
+    "imagenet-v3-small": ("v3-small_224_1.0_uint8.tflite",),
+    "imagenet-v3-large-minimal": ("v3-large-minimalistic_224_1.0_uint8.tflite",),
+}
+"""Google's TFLite files per ImageNet case (V1 1.0-224 is a body file and a head file)."""
 OUT = ROOT / "docs" / "results" / "int8_accuracy.md"
 PATHS: dict[str, dict[str, Any]] = {
     "onnxruntime per-channel": {"format": "onnx", "per_channel": True},
     "onnxruntime per-tensor": {"format": "onnx", "per_channel": False},
     "pt2e x86 (.pt2)": {"format": "pt2", "per_channel": True},
     "pt2e xnnpack (.pte)": {"format": "executorch", "per_channel": True},
+    "openvino nncf": {"format": "openvino", "per_channel": True},
 }
+SUFFIXES = {"onnx": "onnx", "pt2": "pt2", "executorch": "pte", "openvino": "xml"}
+RUNTIMES = {"onnx": "ONNX Runtime", "pt2": "Inductor", "executorch": "ExecuTorch XNNPACK", "openvino": "OpenVINO"}
 
 
 @dataclass
@@ -74,24 +91,27 @@ def checkpoint_case(name: str, run: str, data: str, eval_split: str) -> Case | s
     return Case(name, model, card, DATA / data, "train", 256, DATA / data, eval_split)
 
 
-def imagenet_case(work: Path) -> Case | str:
+def imagenet_case(name: str, work: Path) -> Case | str:
+    """Google's weights of case ``name``: calibrated on every third image of the sample, evaluated on the rest."""
     sample = DATA / "imagenet-val-sample"
-    if not all(p.is_file() for p in GOOGLE_224) or not sample.is_dir():
-        return "Google's 1.0-224 TFLite files or the ImageNet sample not found"
+    weights = [TFLITE / file for file in GOOGLE[name]]
+    if not all(p.is_file() for p in weights) or not sample.is_dir():
+        return f"{', '.join(GOOGLE[name])} or the ImageNet sample not found"
     with (sample / "labels.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     for part, picked in (("calib", rows[::3]), ("eval", [r for i, r in enumerate(rows) if i % 3])):
-        (work / part / "images").mkdir(parents=True)
+        folder = work / name / part
+        if folder.is_dir():
+            continue
+        (folder / "images").mkdir(parents=True)
         for row in picked:
-            (work / part / "images" / row["file"]).symlink_to(sample / "images" / row["file"])
+            (folder / "images" / row["file"]).symlink_to(sample / "images" / row["file"])
         lines = ["file,label", *(f"{r['file']},{r['label']}" for r in picked)]
-        (work / part / "labels.csv").write_text("\n".join(lines) + "\n")
-    for extra in ("synset_words.txt",):
-        for part in ("calib", "eval"):
-            if (sample / extra).is_file():
-                (work / part / extra).symlink_to(sample / extra)
-    model, card = load([str(p) for p in GOOGLE_224])
-    return Case("imagenet-sample", model, card, work / "calib", "test", len(rows[::3]), work / "eval", "test")
+        (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+        if (sample / "synset_words.txt").is_file():
+            (folder / "synset_words.txt").symlink_to(sample / "synset_words.txt")
+    model, card = load([str(p) for p in weights] if len(weights) > 1 else weights[0])
+    return Case(name, model, card, work / name / "calib", "test", len(rows[::3]), work / name / "eval", "test")
 
 
 def top1(file: Path, case: Case) -> tuple[float, int, float]:
@@ -112,20 +132,37 @@ def top1(file: Path, case: Case) -> tuple[float, int, float]:
     return result.top1, result.n, time.perf_counter() - start
 
 
-def run_case(case: Case, work: Path, paths: list[str]) -> list[str]:
-    float_file = work / f"{case.name}.onnx"
-    export(case.model, float_file, "onnx", card=case.card)
-    base, n, seconds = top1(float_file, case)
+def batch1_ms(file: Path, runs: int) -> float:
+    """Median batch-1 latency (ms) of the exported ``file`` on its runtime, after 5 untimed calls."""
+    runtime, card = load(file)
+    x = torch.randn(1, card.in_chans, card.input_size, card.input_size)
+    return 1e3 * statistics.median(time_runs(runtime.run, x, 5, runs))
+
+
+def max_difference(file: Path, case: Case) -> float:
+    """Largest logit difference between the float ``file`` and the PyTorch model on 4 random images."""
+    runtime, card = load(file)
+    x = torch.randn(4, card.in_chans, card.input_size, card.input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return (runtime(x) - case.model(x)[:, case.card.label_offset :]).abs().max().item()
+
+
+def run_case(case: Case, work: Path, paths: list[str], runs: int | None) -> tuple[list[str], list[str]]:
+    """The accuracy rows of ``case`` and, with ``runs``, its latency rows (float vs int8 per runtime)."""
+    float_files = {"onnx": work / f"{case.name}.onnx"}
+    export(case.model, float_files["onnx"], "onnx", card=case.card)
+    base, n, seconds = top1(float_files["onnx"], case)
     print(f"{case.name}: float {base:.2%} on {n} images ({seconds:.0f} s)", flush=True)
     lines = [f"| {case.name} | float (ONNX Runtime fp32) | {base:.2%} | - | {n} |"]
+    latency: list[str] = []
     for path in paths:
         options = PATHS[path]
-        suffix = {"onnx": "onnx", "pt2": "pt2", "executorch": "pte"}[options["format"]]
-        out = work / f"{case.name}-{path.split()[0]}-{path.split()[1]}.{suffix}"
+        fmt = options["format"]
+        out = work / f"{case.name}-{path.split()[0]}-{path.split()[1]}.{SUFFIXES[fmt]}"
         export(
             case.model,
             out,
-            options["format"],
+            fmt,
             card=case.card,
             int8=True,
             calib_data=case.calib,
@@ -136,17 +173,48 @@ def run_case(case: Case, work: Path, paths: list[str]) -> list[str]:
         acc, n, seconds = top1(out, case)
         print(f"{case.name}: {path} {acc:.2%} (drop {100 * (base - acc):+.2f} points, {seconds:.0f} s)", flush=True)
         lines.append(f"| {case.name} | {path} | {acc:.2%} | {100 * (base - acc):.2f} | {n} |")
-    return lines
+        if runs:
+            if fmt not in float_files:
+                float_files[fmt] = work / f"{case.name}.{SUFFIXES[fmt]}"
+                export(case.model, float_files[fmt], fmt, card=case.card)
+            difference = max_difference(float_files[fmt], case)
+            fp32, int8 = batch1_ms(float_files[fmt], runs), batch1_ms(out, runs)
+            print(f"{case.name}: {path} fp32 {fp32:.2f} ms, int8 {int8:.2f} ms, fp32 vs PyTorch {difference:.1e}")
+            figures = [f"{fp32:.2f}", f"{int8:.2f}", f"{fp32 / int8:.2f}x", f"{difference:.1e}"]
+            cells = [case.name, RUNTIMES[fmt], path, *figures]
+            latency.append(f"| {' | '.join(cells)} |")
+    return lines, latency
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its int8-relevant vector extensions, as ``lscpu`` reports them."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    return f"{model} ({', '.join(f for f in wanted if f in flags) or 'no AVX2'})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cases = ["flowers17-ft", "flowers17-relu6", "flowers17-relu", "cifar10-relu6", "cifar10-relu", "imagenet-sample"]
+    cases = ["flowers17-ft", "flowers17-relu6", "flowers17-relu", "cifar10-relu6", "cifar10-relu", *GOOGLE]
     parser.add_argument("--cases", default=",".join(cases))
     parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--latency", action="store_true", help="also batch-1 latency of float and int8 per runtime")
+    parser.add_argument("--runs", type=int, default=30, help="timed batch-1 calls per file (with --latency)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     paths = args.paths.split(",")
     lines = ["| case | int8 path | top-1 | drop (points) | images |", "|---|---|---|---|---|"]
+    latency = [
+        "| case | runtime | int8 path | fp32 ms | int8 ms | int8 speed-up | fp32 file vs PyTorch |",
+        "|---|---|---|---|---|---|---|",
+    ]
     notes = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -158,7 +226,7 @@ def main() -> None:
             ),
             "cifar10-relu6": lambda: checkpoint_case("cifar10-relu6", "runs/cifar-relu6", "cifar10", "test"),
             "cifar10-relu": lambda: checkpoint_case("cifar10-relu", "runs/cifar-relu", "cifar10", "test"),
-            "imagenet-sample": lambda: imagenet_case(work),
+            **{name: (lambda name=name: imagenet_case(name, work)) for name in GOOGLE},
         }
         for name in args.cases.split(","):
             case = builders[name]()
@@ -166,10 +234,14 @@ def main() -> None:
                 notes.append(f"skipped {name}: {case}")
                 print(notes[-1])
                 continue
-            lines.extend(run_case(case, work, paths))
-    text = "\n".join([*lines, "", *notes, "", f"threads: {torch.get_num_threads()}"]) + "\n"
+            accuracy, timed = run_case(case, work, paths, args.runs if args.latency else None)
+            lines.extend(accuracy)
+            latency.extend(timed)
+    facts = f"threads: {torch.get_num_threads()}; CPU: {cpu_name()}; {time.strftime('%Y-%m-%d')}"
+    tables = [*lines, "", *(latency if args.latency else []), "", *notes, "", facts]
+    text = "\n".join(tables) + "\n"
     print(text)
-    atomic_write_text(OUT, text)
+    atomic_write_text(args.out, text)
 
 
 if __name__ == "__main__":

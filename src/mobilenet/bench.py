@@ -1,28 +1,39 @@
 """Inference speed of our models and their peers on every backend, against a measured floor.
 
 Each (model, backend) pair is built once: ``eager`` and ``channels_last`` run the PyTorch module as
-its library builds it; ``compile`` is Inductor with weight freezing; ``onnxruntime`` and
-``executorch`` run exported files (ours exported from the BN-folded inference graph); the int8
-backends (``onnxruntime-int8``, ``pt2e-int8``, ``executorch-int8``) quantize with 32 noise images
-as calibration (the speed of an int8 kernel does not depend on its scales; accuracy is measured
-with real calibration data by ``mobilenet eval --exported``). Each batch size is then timed after
-a warm-up: the median, p90, min and max of the timed runs, and images per second from the median.
+its library builds it; ``compile`` is Inductor with weight freezing; ``onnxruntime``, ``openvino``
+and ``executorch`` run exported files (ours exported from the BN-folded inference graph, peers
+through the same exporters; OpenVINO converts the ONNX file ONNX Runtime runs); the int8 backends
+(``onnxruntime-int8``, ``openvino-int8``, ``pt2e-int8``, ``executorch-int8``) quantize with 32
+noise images as calibration (the speed of an int8 kernel does not depend on its scales; accuracy
+is measured with real calibration data by ``mobilenet eval --exported``). Every runtime runs with
+the same thread count (default: the physical cores this process may use). Each batch size is
+timed after a warm-up: the median, p90, min and max of the timed runs, and images per second from
+the median.
 
-The floor is what the model's mult-adds would take at the machine's matrix-multiply peak, fp32
-(``torch.mm``) or int8 (ONNX Runtime's ``MatMulInteger``, the kernels its int8 convolutions use),
-both measured in the same run with the same threads; ``floor_pct`` is floor / median.
+The floor is what the model's mult-adds would take at the machine's matrix-multiply peak: the best
+square GEMM (fp32, or int8 with int32 accumulation) that any runtime of the run reaches with the
+same threads (:func:`gemm_peaks`: oneDNN through PyTorch, ONNX Runtime's MLAS, OpenVINO), taken as
+the fastest of its timed calls, against rows' medians; ``floor_pct`` is floor / median, so no row
+can pass 100% unless the peak was measured wrong. :func:`theoretical_peaks` states what the CPU's
+vector units could do at most (from ``lscpu``). :func:`pick_backend` is the fastest backend of a
+precision for one model on this machine, measured once and cached.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.metadata
+import json
 import math
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +41,19 @@ import torch
 from torch import nn
 
 from mobilenet.analysis import profile_module
+from mobilenet.constants import DEFAULT_INPUT_SIZE
+from mobilenet.data.cache import cache_dir
 from mobilenet.errors import ConfigError, ExportError
 from mobilenet.export import compile_for_cpu, inference_model, quantize_pt2e
 from mobilenet.export.executorch_export import load_method, pte_program
 from mobilenet.export.metadata import require
 from mobilenet.export.onnx_export import DEFAULT_OPSET, onnx_proto, ort_runner
+from mobilenet.export.openvino_export import INSTALL as OPENVINO_INSTALL
+from mobilenet.export.openvino_export import ir_from_onnx, ov_runner, quantize_ir
 from mobilenet.export.quantize import quantize_onnx_file
-from mobilenet.fileio import atomic_write
-from mobilenet.models import create_model, get_model_info
+from mobilenet.fileio import atomic_write, atomic_write_text
+from mobilenet.load import load
+from mobilenet.models import create_model, get_model_info, list_models
 
 BACKENDS = (
     "eager",
@@ -45,11 +61,25 @@ BACKENDS = (
     "compile",
     "onnxruntime",
     "onnxruntime-int8",
+    "openvino",
+    "openvino-int8",
     "pt2e-int8",
     "executorch",
     "executorch-int8",
 )
-INT8_BACKENDS = ("onnxruntime-int8", "pt2e-int8", "executorch-int8")
+INT8_BACKENDS = ("onnxruntime-int8", "openvino-int8", "pt2e-int8", "executorch-int8")
+EXPORT_FORMATS = {
+    "compile": "pt2",
+    "onnxruntime": "onnx",
+    "onnxruntime-int8": "onnx",
+    "openvino": "openvino",
+    "openvino-int8": "openvino",
+    "pt2e-int8": "pt2",
+    "executorch": "executorch",
+    "executorch-int8": "executorch",
+}
+"""The ``mobilenet export --format`` whose file each backend runs (the eager backends have none)."""
+PRECISIONS = ("fp32", "int8")
 PEER_LIBRARIES = ("timm", "torchvision")
 PEERS = ("timm:mobilenetv1_100", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large")
 DEFAULT_MODELS = ("mobilenet_v1", *PEERS)
@@ -67,6 +97,7 @@ class Subject:
     graph: nn.Module
     mult_adds: int
     in_chans: int
+    resolution: int
 
 
 @dataclass
@@ -127,20 +158,21 @@ def load_subject(name: str, resolution: int) -> Subject:
     """Ours by registry name, or a peer ``timm:NAME`` / ``torchvision:NAME``, randomly initialised, in eval mode."""
     if name.startswith("timm:"):
         timm = require("timm", "timm")
-        module = timm.create_model(name.split(":", 1)[1], pretrained=False)
-        graph = module
-    elif name.startswith("torchvision:"):
+        return subject_of(name, timm.create_model(name.split(":", 1)[1], pretrained=False), resolution)
+    if name.startswith("torchvision:"):
         import torchvision
 
-        module = torchvision.models.get_model(name.split(":", 1)[1], weights=None)
-        graph = module
-    else:
-        module = create_model(name)
-        graph = inference_model(module.eval(), resolution)
+        return subject_of(name, torchvision.models.get_model(name.split(":", 1)[1], weights=None), resolution)
+    return subject_of(name, create_model(name), resolution)
+
+
+def subject_of(name: str, module: nn.Module, resolution: int) -> Subject:
+    """A module to time under ``name``: ours (it has an ``arch``) with its BN-folded graph, a peer as it is."""
     module.eval()
+    graph = inference_model(module, resolution) if hasattr(module, "arch") else module
     in_chans = getattr(module, "in_chans", 3)
     cost = profile_module(module, (in_chans, resolution, resolution), name).mult_adds
-    return Subject(name, module, graph.eval(), cost, in_chans)
+    return Subject(name, module, graph.eval(), cost, in_chans, resolution)
 
 
 def build(backend: str, subject: Subject, resolution: int, calib: torch.Tensor, work: Path, threads: int) -> Run:
@@ -155,14 +187,19 @@ def build(backend: str, subject: Subject, resolution: int, calib: torch.Tensor, 
         return compile_for_cpu(subject.module)
     if backend == "pt2e-int8":
         return compile_for_cpu(quantize_pt2e(subject.graph, calib, "x86"))
-    if backend in ("onnxruntime", "onnxruntime-int8"):
-        path = work / f"{backend}.onnx"
-        float_path = work / "float.onnx"
+    if backend in ("onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8"):
+        float_path = work / "float.onnx"  # one graph for both runtimes, exported once per model
         if not float_path.exists():
             float_path.write_bytes(onnx_proto(subject.graph, resolution, DEFAULT_OPSET).SerializeToString())
-        if backend == "onnxruntime-int8":
-            quantize_onnx_file(float_path, path, calib, reduce_range=True)
-        return ort_runner(path if backend == "onnxruntime-int8" else float_path, threads)
+        if backend == "openvino":
+            return ov_runner(ir_from_onnx(float_path), threads)
+        if backend == "openvino-int8":
+            return ov_runner(quantize_ir(ir_from_onnx(float_path), calib, max_drop=None)[0], threads)
+        if backend == "onnxruntime":
+            return ort_runner(float_path, threads)
+        path = work / f"{backend}.onnx"
+        quantize_onnx_file(float_path, path, calib, reduce_range=True)
+        return ort_runner(path, threads)
     if backend in ("executorch", "executorch-int8"):
         path = work / f"{backend}.pte"
         int8 = calib if backend == "executorch-int8" else None
@@ -192,55 +229,198 @@ def time_runs(run: Run, x: torch.Tensor, warmup: int, runs: int) -> list[float]:
     return times
 
 
-def fp32_peak(size: int = 1024, repeats: int = 10) -> float:
-    """Measured fp32 matrix-multiply peak (FLOP/s): the median of ``repeats`` square ``torch.mm`` of ``size``."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    times = time_runs(lambda _: torch.mm(a, b), a, 2, repeats)
-    return 2 * size**3 / statistics.median(times)
+GEMM_SIZES = {"fp32": (256, 512, 1024), "int8": (512, 1024, 2048)}
+"""Square GEMM sizes timed for the peaks (the best counts; int8 tile units need large ones to amortise
+quantizing the input)."""
 
 
-def int8_peak(threads: int, size: int = 1024, repeats: int = 10) -> float | None:
-    """Measured int8 matrix-multiply peak (ops/s) of ONNX Runtime's ``MatMulInteger`` (uint8 x int8), or None.
+def gemm_peaks(threads: int, repeats: int = 6) -> dict[str, dict[str, float]]:
+    """``{"fp32": {implementation: FLOP/s}, "int8": {...}}``: each runtime's best square GEMM with ``threads``.
 
-    None when ``onnx`` / ``onnxruntime`` are not installed.
+    fp32: ``torch.mm`` (oneDNN / MKL), ONNX Runtime's ``MatMul`` (MLAS) and OpenVINO's fully
+    connected layer (oneDNN, fp32 inference precision). int8 (u8/s8 x s8, int32 sums): PyTorch's
+    ``_int_mm`` (oneDNN), ONNX Runtime's ``MatMulInteger`` (MLAS, the kernels of its int8
+    convolutions) and OpenVINO's int8 fully connected layer (VNNI or AMX where the CPU has them).
+    Each rate is the fastest of ``repeats`` calls at the best of :data:`GEMM_SIZES`; a runtime that
+    is not installed is left out.
     """
-    try:
+    peaks: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
+    for precision, name, make in GEMMS:
+        try:
+            rates = []
+            for size in GEMM_SIZES[precision]:
+                run, x = make(size, threads)
+                rates.append(2 * size**3 / min(time_runs(run, x, 2, repeats)))
+        except ExportError:  # not installed
+            continue
+        peaks[precision][name] = max(rates)
+    return peaks
+
+
+def _torch_gemm(int8: bool) -> Callable[[int, int], tuple[Run, torch.Tensor]]:
+    def make(size: int, threads: int) -> tuple[Run, torch.Tensor]:
+        if int8:
+            a = torch.randint(-128, 128, (size, size), dtype=torch.int8)
+            b = torch.randint(-128, 128, (size, size), dtype=torch.int8)
+            return lambda x: torch._int_mm(x, b), a
+        b = torch.randn(size, size)
+        return lambda x: torch.mm(x, b), torch.randn(size, size)
+
+    return make
+
+
+def _onnxruntime_gemm(int8: bool) -> Callable[[int, int], tuple[Run, torch.Tensor]]:
+    def make(size: int, threads: int) -> tuple[Run, torch.Tensor]:
         onnx = require("onnx")
         require("onnxruntime")
-    except ExportError:
-        return None
-    helper, tensor = onnx.helper, onnx.TensorProto
-    weight = onnx.numpy_helper.from_array(torch.randint(-127, 128, (size, size), dtype=torch.int8).numpy(), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["x", "w"], ["y"])],
-        "peak",
-        [helper.make_tensor_value_info("x", tensor.UINT8, [size, size])],
-        [helper.make_tensor_value_info("y", tensor.INT32, [size, size])],
-        [weight],
+        helper, tensor = onnx.helper, onnx.TensorProto
+        weight = torch.randint(-127, 128, (size, size), dtype=torch.int8) if int8 else torch.randn(size, size)
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger" if int8 else "MatMul", ["x", "w"], ["y"])],
+            "peak",
+            [helper.make_tensor_value_info("x", tensor.UINT8 if int8 else tensor.FLOAT, [size, size])],
+            [helper.make_tensor_value_info("y", tensor.INT32 if int8 else tensor.FLOAT, [size, size])],
+            [onnx.numpy_helper.from_array(weight.numpy(), "w")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        with tempfile.TemporaryDirectory() as work:
+            path = Path(work) / "peak.onnx"
+            path.write_bytes(model.SerializeToString())
+            run = ort_runner(path, threads)
+        x = torch.randint(0, 256, (size, size), dtype=torch.uint8) if int8 else torch.randn(size, size)
+        return run, x
+
+    return make
+
+
+def _openvino_gemm(int8: bool) -> Callable[[int, int], tuple[Run, torch.Tensor]]:
+    """OpenVINO's fully connected layer; int8: activations through a u8 FakeQuantize, s8 weights dequantized
+    per channel (the pattern NNCF writes, which the CPU plugin runs as an integer kernel)."""
+
+    def make(size: int, threads: int) -> tuple[Run, torch.Tensor]:
+        ov = require("openvino", OPENVINO_INSTALL)
+        ops = require("openvino.opset13", OPENVINO_INSTALL)
+        x = ops.parameter([size, size], ov.Type.f32)
+        source = x
+        if int8:
+            low, high = ops.constant(0.0, ov.Type.f32), ops.constant(1.0, ov.Type.f32)
+            source = ops.fake_quantize(x, low, high, low, high, 256)
+            codes = torch.randint(-127, 128, (size, size), dtype=torch.int8).numpy()
+            scales = ops.constant(torch.full((size, 1), 0.01).numpy())
+            weight = ops.multiply(ops.convert(ops.constant(codes), ov.Type.f32), scales)
+        else:
+            weight = ops.constant(torch.randn(size, size).numpy())
+        model = ov.Model([ops.matmul(source, weight, False, True)], [x], "peak")
+        return ov_runner(model, threads), torch.rand(size, size)
+
+    return make
+
+
+GEMMS = (
+    ("fp32", "torch.mm (oneDNN/MKL)", _torch_gemm(False)),
+    ("fp32", "onnxruntime MatMul (MLAS)", _onnxruntime_gemm(False)),
+    ("fp32", "openvino FullyConnected", _openvino_gemm(False)),
+    ("int8", "torch._int_mm (oneDNN)", _torch_gemm(True)),
+    ("int8", "onnxruntime MatMulInteger (MLAS)", _onnxruntime_gemm(True)),
+    ("int8", "openvino FullyConnected int8", _openvino_gemm(True)),
+)
+"""(precision, name, maker) of every GEMM the peaks are measured with."""
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """What ``lscpu`` says about this machine, as far as speed figures need it."""
+
+    model: str
+    flags: tuple[str, ...]
+    """Every feature flag, sorted."""
+    cores: int
+    """Physical cores this process may run on."""
+    mhz: float | None
+    """``CPU max MHz`` where ``lscpu`` shows it, else ``CPU MHz`` or ``/proc/cpuinfo``'s (a virtual machine's
+    nominal clock, below its turbo: the theoretical peaks are then estimates, not bounds)."""
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The vector extensions among :data:`VECTOR_EXTENSIONS` that the CPU has."""
+        return tuple(e for e in VECTOR_EXTENSIONS if e in self.flags)
+
+    def describe(self) -> dict[str, Any]:
+        """Model, vector extensions, cores and clock, for result tables."""
+        return {"model": self.model, "extensions": list(self.extensions), "cores": self.cores, "mhz": self.mhz}
+
+
+VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+FMA_UNITS = 2
+"""Vector FMA units per core: an assumption (``lscpu`` does not say): two on Intel server cores, Zen 4 and Zen 5."""
+
+
+@functools.cache
+def cpu_info() -> Cpu:
+    """This machine's CPU from ``lscpu --json`` (model ``unknown`` where ``lscpu`` is missing)."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        text = subprocess.run(["lscpu", "--json"], capture_output=True, text=True, check=True, timeout=10).stdout
+        fields = {entry["field"].rstrip(":"): entry["data"] for entry in _flatten(json.loads(text)["lscpu"])}
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+        fields = {}
+    per_core = int(fields.get("Thread(s) per core") or 1)
+    mhz = fields.get("CPU max MHz") or fields.get("CPU MHz") or _cpuinfo_mhz()
+    return Cpu(
+        model=fields.get("Model name", "unknown"),
+        flags=tuple(sorted(fields.get("Flags", "").split())),
+        cores=max(1, logical // per_core),
+        mhz=float(mhz) if mhz else None,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    with tempfile.TemporaryDirectory() as work:
-        path = Path(work) / "peak.onnx"
-        path.write_bytes(model.SerializeToString())
-        run = ort_runner(path, threads)
-    x = torch.randint(0, 256, (size, size), dtype=torch.uint8)
-    return 2 * size**3 / statistics.median(time_runs(run, x, 2, repeats))
 
 
-def measure(
-    run: Run, subject: Subject, backend: str, batch: int, resolution: int, threads: int, runs: int, peak: float | None
-) -> Row:
-    """Time ``run`` on a batch of ``batch`` random images and make the row."""
+def _cpuinfo_mhz() -> str | None:
+    """The first ``cpu MHz`` of ``/proc/cpuinfo`` (virtual machines' ``lscpu`` may show no clock)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("cpu MHz")), None)
+
+
+def _flatten(entries: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    for entry in entries:
+        yield entry
+        yield from _flatten(entry.get("children", []))
+
+
+def theoretical_peaks(cpu: Cpu, threads: int) -> dict[str, float | None]:
+    """The most fp32 FLOP/s and int8 op/s ``threads`` cores' vector units could do (None without a clock).
+
+    fp32: cores x clock x (vector bits / 32 lanes) x 2 (multiply and add) x :data:`FMA_UNITS`.
+    int8: with AMX, one tile multiply of 1024 int8 multiply-adds a cycle per core (2048 ops); with
+    VNNI, ``VPDPBUSD`` does 4 multiply-adds per 32-bit lane (bits / 8 per instruction) on each FMA
+    unit; without it, ``VPMADDUBSW`` + ``VPMADDWD`` reach half of that.
+    """
+    if cpu.mhz is None:
+        return {"fp32": None, "int8": None}
+    bits = 512 if "avx512f" in cpu.extensions else 256 if "avx2" in cpu.extensions else 128
+    cycles = min(threads, cpu.cores) * cpu.mhz * 1e6
+    fp32 = cycles * bits / 32 * 2 * FMA_UNITS
+    if "amx_int8" in cpu.extensions:
+        int8 = cycles * 2048
+    else:
+        vnni = "avx512_vnni" in cpu.extensions or "avx_vnni" in cpu.extensions
+        int8 = cycles * bits / 8 * 2 * FMA_UNITS / (1 if vnni else 2)
+    return {"fp32": fp32, "int8": int8}
+
+
+def measure(run: Run, subject: Subject, backend: str, batch: int, resolution: int, threads: int, runs: int) -> Row:
+    """Time ``run`` on a batch of ``batch`` random images and make the row (its floor is set by :func:`set_floor`)."""
     x = torch.randn(batch, subject.in_chans, resolution, resolution)
     warmup = 3 if batch == 1 else 2
     times_ms = sorted(t * 1e3 for t in time_runs(run, x, warmup, runs))
     median = statistics.median(times_ms)
     p90 = times_ms[min(len(times_ms) - 1, math.ceil(0.9 * len(times_ms)) - 1)]
-    floor = 2 * subject.mult_adds * batch / peak * 1e3 if peak else None
     return Row(
         model=subject.name,
         backend=backend,
-        precision="int8" if backend in INT8_BACKENDS else "fp32",
+        precision=precision_of(backend),
         batch=batch,
         threads=threads,
         mult_adds=subject.mult_adds,
@@ -250,18 +430,24 @@ def measure(
         min_ms=times_ms[0],
         max_ms=times_ms[-1],
         images_per_s=batch / median * 1e3,
-        floor_ms=floor,
-        floor_pct=100 * floor / median if floor else None,
+        floor_ms=None,
+        floor_pct=None,
     )
 
 
+def set_floor(row: Row, peak: float | None) -> None:
+    """The row's floor: its mult-adds at ``peak`` operations a second, and the share of it its median reaches."""
+    row.floor_ms = 2 * row.mult_adds * row.batch / peak * 1e3 if peak else None
+    row.floor_pct = 100 * row.floor_ms / row.median_ms if row.floor_ms else None
+
+
 def default_threads() -> int:
-    """Every core this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The physical cores this process may run on (hyper-threads share one core's vector units)."""
+    return cpu_info().cores
 
 
 def run_bench(
-    models: Sequence[str] = DEFAULT_MODELS,
+    models: Sequence[str | Subject] = DEFAULT_MODELS,
     backends: Sequence[str] = BACKENDS,
     batches: Sequence[int] = (1, 32),
     resolution: int = 224,
@@ -271,43 +457,77 @@ def run_bench(
 ) -> tuple[list[Row], list[Skip], dict[str, Any]]:
     """Time every model on every backend at every batch size; returns rows, skipped pairs and run facts.
 
-    ``runs`` timed calls at batch 1 (at least 20), a third of that (at least 5) at larger batches.
-    A backend that cannot run a model here (not installed, export unsupported) is skipped with its
-    reason. The facts are the threads and the measured fp32 / int8 peaks.
+    ``models`` are names (:func:`check_models`, built at ``resolution``) or subjects already built
+    (:func:`subject_of`, at their own resolution). ``runs`` timed calls at batch 1 (at least 20), a
+    third of that (at least 5) at larger batches. A backend that cannot run a model here (not
+    installed, export unsupported) is skipped with its reason. The facts are the threads, the CPU,
+    each runtime's measured GEMM peak (the floor uses the highest of each precision), the
+    theoretical peaks, and the rows over 100% of their floor (none unless a kernel outran every
+    GEMM measured).
     """
     check_backends(backends)
-    check_models(models)
+    check_models(m for m in models if isinstance(m, str))
     if runs < 20:
         raise ConfigError(f"--runs must be at least 20 (batch 1 statistics), got {runs}")
     threads = threads or default_threads()
     torch.set_num_threads(threads)
     _executorch_threads(threads)
-    peaks = {"fp32": fp32_peak(), "int8": int8_peak(threads)}
-    facts = {"threads": threads, "fp32_peak_gflops": peaks["fp32"] / 1e9, "resolution": resolution}
-    facts["int8_peak_gops"] = peaks["int8"] / 1e9 if peaks["int8"] else None
+    log("GEMM peaks")
+    before = gemm_peaks(threads)
     rows: list[Row] = []
     skips: list[Skip] = []
-    for name in models:
+    for model in models:
         try:
-            subject = load_subject(name, resolution)
+            subject = load_subject(model, resolution) if isinstance(model, str) else model
         except ExportError as err:  # a peer library that is not installed
-            skips.extend(Skip(name, backend, str(err)) for backend in backends)
+            skips.extend(Skip(str(model), backend, str(err)) for backend in backends)
             continue
-        images = torch.rand(CALIB_IMAGES, subject.in_chans, resolution, resolution) * 4 - 2
+        size = subject.resolution
+        images = torch.rand(CALIB_IMAGES, subject.in_chans, size, size) * 4 - 2
         with tempfile.TemporaryDirectory() as work:
             for backend in backends:
-                log(f"{name} / {backend}")
+                log(f"{subject.name} / {backend}")
                 torch._dynamo.reset()  # compiled functions of earlier pairs would count against the recompile limit
                 try:
-                    run = build(backend, subject, resolution, images, Path(work), threads)
+                    run = build(backend, subject, size, images, Path(work), threads)
                 except Exception as err:  # any library's failure to build this pair is a skip, not an abort
-                    skips.append(Skip(name, backend, _first_line(err)))
+                    skips.append(Skip(subject.name, backend, _first_line(err)))
                     continue
-                peak = peaks["int8" if backend in INT8_BACKENDS else "fp32"]
                 for batch in batches:
                     count = runs if batch == 1 else max(5, runs // 3)
-                    rows.append(measure(run, subject, backend, batch, resolution, threads, count, peak))
+                    rows.append(measure(run, subject, backend, batch, size, threads, count))
+    log("GEMM peaks again (a busy machine may have slowed the first ones)")
+    after = gemm_peaks(threads)
+    facts = run_facts({p: _best(before[p], after[p]) for p in PRECISIONS}, threads, resolution)
+    for row in rows:
+        peak = facts[f"{row.precision}_peak_gops"]
+        set_floor(row, peak * 1e9 if peak else None)
+    facts["over_floor"] = [f"{r.model} / {r.backend} / {r.batch}" for r in rows if (r.floor_pct or 0) > 100]
     return rows, skips, facts
+
+
+def precision_of(backend: str) -> str:
+    """``int8`` or ``fp32``: the arithmetic of a backend's convolutions."""
+    return "int8" if backend in INT8_BACKENDS else "fp32"
+
+
+def _best(*measured: dict[str, float]) -> dict[str, float]:
+    """Each implementation's highest rate over several measurements."""
+    return {name: max(m[name] for m in measured if name in m) for name in dict.fromkeys(k for m in measured for k in m)}
+
+
+def run_facts(peaks: dict[str, dict[str, float]], threads: int, resolution: int) -> dict[str, Any]:
+    """What a result table states beside its rows: threads, input size, CPU, measured and theoretical peaks."""
+    cpu = cpu_info()
+    theory = theoretical_peaks(cpu, threads)
+    facts: dict[str, Any] = {"threads": threads, "resolution": resolution, "cpu": cpu.describe()}
+    facts["fma_units_assumed"] = FMA_UNITS
+    for precision in PRECISIONS:
+        measured = peaks[precision]
+        facts[f"{precision}_peaks_gops"] = {name: rate / 1e9 for name, rate in measured.items()}
+        facts[f"{precision}_peak_gops"] = max(measured.values()) / 1e9 if measured else None
+        facts[f"{precision}_theoretical_gops"] = theory[precision] / 1e9 if theory[precision] else None
+    return facts
 
 
 def _executorch_threads(threads: int) -> None:
@@ -334,14 +554,168 @@ def table(rows: Sequence[Row], skips: Sequence[Skip], facts: dict[str, Any]) -> 
             f"| {r.model} | {r.backend} | {r.precision} | {r.batch} | {r.mult_adds / 1e6:.0f} | {r.median_ms:.2f} | "
             f"{r.p90_ms:.2f} | {r.min_ms:.2f} | {r.max_ms:.2f} | {r.images_per_s:.1f} | {floor} |"
         )
-    int8 = f"{facts['int8_peak_gops']:.1f} GOP/s" if facts["int8_peak_gops"] else "not measured"
     lines.append("")
-    lines.append(
-        f"threads {facts['threads']}, input {facts['resolution']}; matmul peak fp32 "
-        f"{facts['fp32_peak_gflops']:.1f} GFLOP/s, int8 {int8}"
-    )
+    lines.extend(describe_facts(facts))
+    lines.extend(f"over 100% of the floor (a GEMM peak measured too low): {row}" for row in facts["over_floor"])
     lines.extend(f"skipped {s.model} / {s.backend}: {s.reason}" for s in skips)
     return "\n".join(lines)
+
+
+def describe_facts(facts: dict[str, Any]) -> list[str]:
+    """The run's facts as lines of text: CPU, threads, each GEMM peak and the theoretical ones."""
+    cpu = facts["cpu"]
+    clock = f"{cpu['mhz']:.0f} MHz" if cpu["mhz"] else "clock unknown"
+    lines = [
+        f"CPU {cpu['model']} ({cpu['cores']} cores here, {clock}; {' '.join(cpu['extensions']) or 'no AVX2'}); "
+        f"threads {facts['threads']}; input {facts['resolution']}"
+    ]
+    for precision, unit in (("fp32", "GFLOP/s"), ("int8", "GOP/s")):
+        best = facts[f"{precision}_peak_gops"]
+        each = ", ".join(f"{name} {rate:.0f}" for name, rate in facts[f"{precision}_peaks_gops"].items())
+        theory = facts[f"{precision}_theoretical_gops"]
+        bound = f"; theoretical {theory:.0f} (assuming {facts['fma_units_assumed']} FMA units a core)" if theory else ""
+        floor = f"floor at {best:.0f} {unit}" if best else "no floor (no GEMM measured)"
+        lines.append(f"{precision} {floor}: the best of {each or 'none'}{bound}")
+    return lines
+
+
+RUNTIME_PACKAGES = ("torch", "onnxruntime", "openvino", "nncf", "executorch", "torchao")
+"""The packages whose versions decide which backend is fastest (part of the cache key)."""
+PICK_CACHE = "backend_choice.json"
+
+
+@dataclass
+class Pick:
+    """The fastest backend of one precision for one model on this machine, and the measurement behind it."""
+
+    model: str
+    precision: str
+    backend: str
+    export_format: str
+    """What ``mobilenet export --format`` writes the file this backend runs."""
+    batch: int
+    threads: int
+    median_ms: float
+    images_per_s: float
+    floor_pct: float | None
+    candidates: dict[str, float]
+    """Median ms of every backend of the precision that ran."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Backends of the precision that could not run, and why."""
+    cached: bool = False
+    """Whether this came from the per-machine cache (measured by an earlier call with the same key)."""
+
+    def describe(self) -> str:
+        """One line: the choice, its figures, the runners-up."""
+        others = ", ".join(f"{b} {ms:.2f} ms" for b, ms in sorted(self.candidates.items(), key=lambda kv: kv[1]))
+        floor = f", {self.floor_pct:.0f}% of floor" if self.floor_pct is not None else ""
+        source = " (cached)" if self.cached else ""
+        return (
+            f"{self.model} {self.precision}: {self.backend} (--format {self.export_format}) "
+            f"{self.median_ms:.2f} ms at batch {self.batch}, {self.threads} threads{floor}{source}; measured: {others}"
+        )
+
+
+def pick_backend(
+    source: str | Path | nn.Module,
+    precision: str = "fp32",
+    *,
+    batch: int = 1,
+    resolution: int | None = None,
+    threads: int | None = None,
+    runs: int = 20,
+    refresh: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+) -> Pick:
+    """The backend that runs ``source`` fastest at ``precision`` on this machine, measured once and cached.
+
+    ``source`` is a registry name, a ``timm:`` / ``torchvision:`` peer, anything :func:`mobilenet.load`
+    reads (a run folder, weights) or one of our models; its speed depends on its architecture, not
+    its weights, so ``resolution`` defaults to the model's own input size. Every backend with an
+    export format (:data:`EXPORT_FORMATS`) of the precision is timed by :func:`run_bench`; the one
+    with the lowest median wins. The result is cached in ``$MOBILENET_CACHE/backend_choice.json``
+    under a key of the CPU (model and flags), the threads, the runtimes' versions, the
+    architecture, precision, batch and resolution; ``refresh`` measures again. Raises
+    :class:`ConfigError` when no backend of the precision can run here.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    threads = threads or default_threads()
+    subject = _pick_subject(source, resolution)
+    size = subject.resolution
+    key = " | ".join((machine_key(threads), _model_key(subject), precision, f"batch {batch}", f"{size} px"))
+    cache = cache_dir() / PICK_CACHE
+    known = _read_cache(cache)
+    if key in known and not refresh:
+        return Pick(**{**known[key], "cached": True})
+    backends = [b for b in EXPORT_FORMATS if precision_of(b) == precision]
+    rows, skips, _ = run_bench([subject], backends, [batch], size, threads, runs, log)
+    if not rows:
+        reasons = "; ".join(f"{s.backend}: {s.reason}" for s in skips)
+        raise ConfigError(f"no {precision} backend runs {subject.name} here ({reasons})")
+    best = min(rows, key=lambda r: r.median_ms)
+    pick = Pick(
+        model=subject.name,
+        precision=precision,
+        backend=best.backend,
+        export_format=EXPORT_FORMATS[best.backend],
+        batch=batch,
+        threads=threads,
+        median_ms=best.median_ms,
+        images_per_s=best.images_per_s,
+        floor_pct=best.floor_pct,
+        candidates={r.backend: r.median_ms for r in rows},
+        skipped={s.backend: s.reason for s in skips},
+    )
+    known[key] = asdict(pick)
+    atomic_write_text(cache, json.dumps(known, indent=1))
+    return pick
+
+
+def machine_key(threads: int) -> str:
+    """What decides which backend is fastest here: CPU model and flags, threads, the runtimes' versions."""
+    cpu = cpu_info()
+    versions = " ".join(f"{name}={_version(name)}" for name in RUNTIME_PACKAGES)
+    return f"{cpu.model} [{' '.join(cpu.flags)}] | {threads} threads | {versions}"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _pick_subject(source: str | Path | nn.Module, resolution: int | None) -> Subject:
+    if isinstance(source, nn.Module):
+        return subject_of(getattr(source, "arch", type(source).__name__), source, resolution or DEFAULT_INPUT_SIZE)
+    if isinstance(source, str) and (":" in source or source in list_models()):
+        check_models([source])
+        return load_subject(source, resolution or _registry_size(source))
+    model, card = load(source)
+    if not isinstance(model, nn.Module) or not hasattr(model, "arch"):
+        raise ConfigError(f"{source} is not a model to export (an exported file?): pass its checkpoint or weights")
+    return subject_of(model.arch, model, resolution or card.input_size)
+
+
+def _registry_size(name: str) -> int:
+    return DEFAULT_INPUT_SIZE if ":" in name else get_model_info(name).input_size
+
+
+def _model_key(subject: Subject) -> str:
+    """The architecture (ours: its name and arguments; a peer: its name): what speed depends on."""
+    module = subject.module
+    if hasattr(module, "arch"):
+        return f"{module.arch} {json.dumps(module.config, sort_keys=True, default=str)}"
+    return subject.name
+
+
+def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):  # absent or unreadable: measure again
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 def as_json(rows: Sequence[Row]) -> list[dict[str, Any]]:
@@ -358,7 +732,7 @@ def plot(rows: Sequence[Row], path: str | Path, batch: int = 1) -> None:
 
     picked = [r for r in rows if r.batch == batch]
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    markers = dict(zip(BACKENDS, "osDv^<>p", strict=True))
+    markers = dict(zip(BACKENDS, "osDv^<>pPX", strict=True))
     for backend in BACKENDS:
         points = [r for r in picked if r.backend == backend]
         if points:

@@ -26,6 +26,7 @@ from mobilenet.export.metadata import (
     exported_card,
     require,
     scratch_folder,
+    unexpressible,
 )
 from mobilenet.export.pt2e import capture, quantize_pt2e
 
@@ -95,7 +96,10 @@ def pte_program(
     calib_images: torch.Tensor | None = None,
     per_channel: bool = True,
 ) -> bytes:
-    """The XNNPACK ExecuTorch program of an inference model (any image classifier), int8 with ``calib_images``."""
+    """The XNNPACK ExecuTorch program of an inference model (any image classifier), int8 with ``calib_images``.
+
+    Raises :class:`ExportError` naming the operator when the model uses one that ExecuTorch cannot express.
+    """
     exir = require("executorch.exir", INSTALL)
     xnnpack = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", INSTALL)
     if calib_images is not None:
@@ -103,7 +107,10 @@ def pte_program(
     # Traced at the largest batch: ExecuTorch's runtime refuses inputs past a bound derived from the
     # example (traced at batch 2, batches of 16 and more fail with error 0x10 even below max_batch).
     program = capture(graph, resolution, max_batch, example_batch=max_batch)
-    lowered = exir.to_edge_transform_and_lower(program, partitioner=[xnnpack.XnnpackPartitioner()])
+    try:
+        lowered = exir.to_edge_transform_and_lower(program, partitioner=[xnnpack.XnnpackPartitioner()])
+    except Exception as err:  # exir's SpecViolationError names an operator outside its opset
+        raise unexpressible("ExecuTorch", err) from err
     return lowered.to_executorch().buffer
 
 
@@ -122,9 +129,11 @@ def read_executorch_card(path: str | Path) -> ModelCard:
     if not meta_path.is_file():
         raise ExportError(f"{path} has no metadata beside it ({meta_path}): export it with `mobilenet export`")
     try:
-        text = meta_path.read_text()
+        text = meta_path.read_text(encoding="utf-8")
     except OSError as err:
         raise ExportError(f"cannot read {meta_path}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise ExportError(f"{meta_path} is not UTF-8 text ({err})") from err
     return exported_card(text, meta_path)
 
 

@@ -49,9 +49,12 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 def fold_bn(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` in which every conv + BN is one convolution with a bias.
 
-    Every :class:`ConvBNAct` (stem, depthwise and pointwise convolutions, head convolution) keeps
-    its activation (ReLU6) and gets ``bn = Identity``; the original is left untouched. Outputs
-    equal the unfused model's in eval mode up to float32 rounding.
+    Every :class:`ConvBNAct` keeps its activation and gets ``bn = Identity``: V1's stem, depthwise
+    and pointwise convolutions and head convolution; the expansion, depthwise and linear projection
+    of V2's and V3's inverted residuals and their head convolutions. Squeeze-and-excite's two 1x1
+    convolutions and V3's ``head_fc`` have a bias and no batch norm, so they are left as they are.
+    The original is left untouched. Outputs equal the unfused model's in eval mode up to float32
+    rounding.
     """
     folded = copy.deepcopy(model).eval()
     for unit in folded.modules():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -62,8 +63,34 @@ def exported_card(text: str, path: str | Path) -> ModelCard:
     """The card stored (as JSON ``text``) in the exported file ``path``; an :class:`ExportError` if unreadable."""
     try:
         return ModelCard.from_dict(json.loads(text), str(path))
-    except (json.JSONDecodeError, WeightsError) as err:
+    except (ValueError, RecursionError, WeightsError) as err:  # bad JSON, or nested past the parser's depth
         raise ExportError(f"{path}: unreadable mobilenet metadata ({err})") from err
+
+
+OP_PATTERNS = (
+    re.compile(r"No ONNX function found for <OpOverload\(op='([\w.]+)', overload='(\w+)'\)>"),
+    re.compile(r"Operator torch\._ops\.([\w.]+) is not in Core ATen opset"),
+    re.compile(r"Unsupported FX nodes: \{'call_function': \['([\w.]+)'"),
+)
+"""Where the exporters' messages name the operator they could not translate."""
+
+
+def unexpressible(fmt: str, err: BaseException) -> ExportError:
+    """The one-line error for a model that the format ``fmt`` cannot express, naming the operator if it can be found.
+
+    ``err`` is the exporter's own (multi-line) error; its text is searched for the operator.
+    """
+    text = str(err)
+    for pattern in OP_PATTERNS:
+        found = pattern.search(text)
+        if found:
+            op = ".".join(part for part in found.groups() if part and part != "default")
+            return ExportError(
+                f"{fmt} cannot express the operator {op} of this model: export another format "
+                "or build the model without it"
+            )
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    return ExportError(f"{fmt} cannot express this model: {first}")
 
 
 def require(module: str, install: str = "'mobilenet[onnx]'") -> ModuleType:

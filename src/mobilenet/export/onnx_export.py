@@ -25,6 +25,7 @@ from mobilenet.export.metadata import (
     export_card,
     exported_card,
     require,
+    unexpressible,
     write_atomically,
 )
 
@@ -64,19 +65,25 @@ def export_onnx(
 
 
 def onnx_proto(graph: nn.Module, resolution: int, opset: int) -> Any:
-    """The ``ModelProto`` of an inference model, with a symbolic batch dimension."""
+    """The ``ModelProto`` of an inference model, with a symbolic batch dimension.
+
+    Raises :class:`ExportError` naming the operator when the model uses one that ONNX cannot express.
+    """
     example = torch.zeros(2, getattr(graph, "in_chans", 3), resolution, resolution)
-    program = torch.onnx.export(
-        graph,
-        (example,),
-        dynamo=True,
-        opset_version=opset,
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-        external_data=False,
-        verbose=False,
-    )
+    try:
+        program = torch.onnx.export(
+            graph,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+            external_data=False,
+            verbose=False,
+        )
+    except torch.onnx.OnnxExporterError as err:  # an operator without an ONNX translation
+        raise unexpressible(f"ONNX (opset {opset})", err) from err
     proto = program.model_proto
     produced = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if produced != opset:

@@ -19,6 +19,10 @@ import contextlib
 import importlib
 import io
 import json
+import os
+import pickle
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,7 @@ import torch
 from torch import nn
 
 from mobilenet.card import ModelCard
-from mobilenet.errors import ExportError
+from mobilenet.errors import ExportError, WeightsError, one_line
 from mobilenet.export.fold import inference_model
 from mobilenet.export.metadata import (
     ExportedClassifier,
@@ -34,12 +38,16 @@ from mobilenet.export.metadata import (
     export_card,
     exported_card,
     require,
+    unexpressible,
     write_atomically,
 )
+from mobilenet.weights.formats import check_zip_size
 
 QUANTIZERS = ("x86", "xnnpack")
 """PT2E quantizers by name: Inductor on x86 CPUs, and ExecuTorch's XNNPACK."""
 META_FILE = "mobilenet.json"
+PICKLED_PREFIXES = ("custom_obj_", "opaque_obj_")  # torch.export's archive entries that load with pickle
+FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"  # torch.load's switch: weights_only=True whatever the caller asks
 DEFAULT_MAX_BATCH = 1024
 INSTALL = "torchao"
 
@@ -50,11 +58,15 @@ def capture(
     """``torch.export`` of an inference model (in eval mode) for ``(batch, C, resolution, resolution)`` inputs.
 
     The batch is dynamic, 1 to ``max_batch``; the example traced has ``example_batch`` images.
+    A model ``torch.export`` cannot capture is an :class:`ExportError`.
     """
     in_chans = getattr(graph, "in_chans", 3)
     example = torch.zeros(example_batch, in_chans, resolution, resolution)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
-    return torch.export.export(graph, (example,), dynamic_shapes={"x": {0: batch}})
+    try:
+        return torch.export.export(graph, (example,), dynamic_shapes={"x": {0: batch}})
+    except Exception as err:  # torch._dynamo's Unsupported, UserError, ... carry the reason
+        raise unexpressible("torch.export", err) from err
 
 
 def make_quantizer(name: str, per_channel: bool = True, reduce_range: bool = True) -> Any:
@@ -167,14 +179,46 @@ def read_pt2_card(path: str | Path) -> ModelCard:
 def _load(path: str | Path) -> tuple[torch.export.ExportedProgram, ModelCard]:
     with contextlib.suppress(ImportError):  # registers the quantize/dequantize ops an int8 program calls
         importlib.import_module("torchao.quantization.pt2e")
+    _refuse_pickles(Path(path))
     extra = {META_FILE: ""}
     try:
-        program = torch.export.load(str(path), extra_files=extra)
+        with _weights_only_loads():
+            program = torch.export.load(str(path), extra_files=extra)
+    except pickle.UnpicklingError as err:
+        raise ExportError(f"{path}: refused: it holds pickled objects beyond tensors, which loading would run") from err
     except Exception as err:  # a zip that is not a program, or one written by an incompatible version
-        raise ExportError(f"{path} is not a loadable .pt2 program: {err}") from err
+        raise ExportError(f"{path} is not a loadable .pt2 program: {one_line(err)}") from err
     if not extra[META_FILE]:
         raise ExportError(f"{path} carries no mobilenet metadata: export it with `mobilenet export`")
     return program, exported_card(extra[META_FILE], path)
+
+
+def _refuse_pickles(path: Path) -> None:
+    """Refuse a zip bomb, and an archive of pickled objects, which ``torch.export.load`` would unpickle (run)."""
+    try:
+        check_zip_size(path)
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (WeightsError, zipfile.BadZipFile, OSError) as err:
+        raise ExportError(f"{path} is not a loadable .pt2 program: {one_line(err)}") from err
+    pickled = [name for name in names if Path(name).name.startswith(PICKLED_PREFIXES)]
+    if pickled:
+        raise ExportError(f"{path}: refused: it holds pickled objects ({pickled[0]}), which loading would run")
+
+
+@contextlib.contextmanager
+def _weights_only_loads() -> Iterator[None]:
+    """Every ``torch.load`` inside is ``weights_only`` (``torch.export.load`` asks for full unpickling of
+    tensor subclasses and falls back to it for its sample inputs), so no code in a file runs."""
+    before = os.environ.get(FORCE_WEIGHTS_ONLY)
+    os.environ[FORCE_WEIGHTS_ONLY] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[FORCE_WEIGHTS_ONLY]
+        else:
+            os.environ[FORCE_WEIGHTS_ONLY] = before
 
 
 class Pt2Classifier(ExportedClassifier):
