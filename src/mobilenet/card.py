@@ -133,14 +133,19 @@ class ModelCard:
         version = data.get("card_version", 1)
         if not isinstance(version, int) or version > CARD_VERSION:
             raise WeightsError(f"{where}: model card version {version} is newer than this package's {CARD_VERSION}")
-        fields = data if version == CARD_VERSION else _from_v1(data, where)
+        try:
+            fields = data if version == CARD_VERSION else _from_v1(data, where)
+        except WeightsError:
+            raise
+        except (TypeError, ValueError, OverflowError) as err:  # a value of the wrong type: int(None), float("x")
+            raise WeightsError(f"{where}: malformed model card ({err})") from err
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in fields.items() if k in known}
         if not isinstance(values.get("arch"), str) or not isinstance(values.get("kwargs", {}), Mapping):
             raise WeightsError(f"{where}: expected a model card naming its architecture, found {str(data)[:80]}")
         try:
             return cls(**_typed(values))
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:  # OverflowError: int(Infinity)
             raise WeightsError(f"{where}: malformed model card ({err})") from err
 
 

@@ -12,6 +12,12 @@ class MobileNetError(Exception):
     """Base class of every error that a user's input can cause."""
 
 
+def one_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none (library messages often span many)."""
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
 class ConfigError(MobileNetError, ValueError):
     """An architecture or training argument outside its valid range."""
 

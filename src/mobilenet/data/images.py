@@ -25,7 +25,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extensi
 from torchvision.io import ImageReadMode
 from torchvision.transforms.v2 import functional as F
 
-from mobilenet.errors import BadImageError, ConfigError, DataError
+from mobilenet.errors import BadImageError, ConfigError, DataError, one_line
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (*IMG_EXTENSIONS, ".jpe", ".jfif", ".gif", ".pbm")
 """torchvision's ImageFolder extensions, plus the other JPEG suffixes, GIF and PBM (Pillow reads them all)."""
@@ -159,8 +159,9 @@ def _decode_with_pillow(data: bytes, name: str) -> torch.Tensor:
         raise BadImageError(name, f"{err} (PIL.Image.MAX_IMAGE_PIXELS; raise it if the image is genuine)") from None
     except Image.UnidentifiedImageError:
         raise BadImageError(name, "not an image format Pillow knows, or damaged beyond recognition") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
-        raise BadImageError(name, str(err) or type(err).__name__) from None
+    except Exception as err:  # Pillow's plugins fail on damaged files in many ways (OSError, struct.error,
+        # NotImplementedError for DDS, RuntimeError for AVIF...): each is this one file's fault
+        raise BadImageError(name, one_line(err)) from None
 
 
 def pillow_to_tensor(image: Image.Image) -> torch.Tensor:

@@ -130,6 +130,12 @@ class MobileNet(nn.Module):
             self.classifier: nn.Module = make_classifier(num_features, self.num_classes)
 
 
+def block_indices(state: dict[str, torch.Tensor]) -> set[int]:
+    """The indices ``i`` of the ``blocks.<i>.`` keys of a state dict (other keys, however named, are ignored)."""
+    parts = (key.split(".") for key in state)
+    return {int(p[1]) for p in parts if len(p) > 2 and p[0] == "blocks" and p[1].isdecimal() and p[1].isascii()}
+
+
 def make_classifier(num_features: int, num_classes: int) -> nn.Module:
     """A linear classifier, or nothing for ``num_classes == 0``."""
     return nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()

@@ -21,7 +21,15 @@ from torch import nn
 
 from mobilenet import paper
 from mobilenet.errors import ConfigError
-from mobilenet.models.base import NUM_LEVELS, MobileNet, Strides, check_common, check_geometry, init_weights
+from mobilenet.models.base import (
+    NUM_LEVELS,
+    MobileNet,
+    Strides,
+    block_indices,
+    check_common,
+    check_geometry,
+    init_weights,
+)
 from mobilenet.models.layers import ConvBNAct, DepthwiseSeparable, Padding
 from mobilenet.models.registry import ModelInfo, register_model
 
@@ -175,7 +183,7 @@ class MobileNetV1(MobileNet):
     @classmethod
     def kwargs_from_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, Any] | None:
         """Width, channels, classes, head and body that a state dict in our names fixes (None: not a V1)."""
-        blocks = sorted({int(key.split(".")[1]) for key in state if key.startswith("blocks.")})
+        blocks = sorted(block_indices(state))
         bodies = {len(specs): name for name, specs in BODIES.items()}
         if "stem.conv.weight" not in state or len(blocks) not in bodies:
             return None

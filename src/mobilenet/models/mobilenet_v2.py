@@ -44,7 +44,15 @@ from torch import nn
 
 from mobilenet import paper
 from mobilenet.errors import ConfigError
-from mobilenet.models.base import NUM_LEVELS, MobileNet, Strides, check_common, check_geometry, init_weights
+from mobilenet.models.base import (
+    NUM_LEVELS,
+    MobileNet,
+    Strides,
+    block_indices,
+    check_common,
+    check_geometry,
+    init_weights,
+)
 from mobilenet.models.layers import ConvBNAct, InvertedResidual, Padding, make_divisible
 from mobilenet.models.registry import ModelInfo, register_model
 
@@ -226,7 +234,7 @@ def _model_channels(width_mult: float) -> list[int]:
 
 def _state_channels(state: dict[str, torch.Tensor]) -> list[int] | None:
     """Output channels of (stem, 17 blocks[, head]) in a V2 state dict in our names, else None."""
-    blocks = {int(key.split(".")[1]) for key in state if key.startswith("blocks.")}
+    blocks = block_indices(state)
     num_blocks = sum(spec.repeats for spec in TABLE2)
     if "stem.conv.weight" not in state or blocks != set(range(num_blocks)) or "head_fc.weight" in state:
         return None

@@ -52,7 +52,15 @@ from torch import nn
 
 from mobilenet import paper
 from mobilenet.errors import ConfigError
-from mobilenet.models.base import NUM_LEVELS, MobileNet, Strides, check_common, check_geometry, init_weights
+from mobilenet.models.base import (
+    NUM_LEVELS,
+    MobileNet,
+    Strides,
+    block_indices,
+    check_common,
+    check_geometry,
+    init_weights,
+)
 from mobilenet.models.layers import ConvBNAct, InvertedResidual, Padding, make_activation, make_divisible
 from mobilenet.models.registry import ModelInfo, register_model
 
@@ -313,7 +321,7 @@ class MobileNetV3(MobileNet):
         of the table. The width is the alpha whose channel rule gives exactly the tensors'
         channels, tried from each layer's ratio to the table.
         """
-        blocks = {int(key.split(".")[1]) for key in state if key.startswith("blocks.")}
+        blocks = block_indices(state)
         size = next((name for name, spec in TABLES.items() if blocks == set(range(len(spec.blocks)))), None)
         if size is None or "stem.conv.weight" not in state or "head.conv.weight" not in state:
             return None

@@ -4,12 +4,14 @@ An output folder holds ``config.json``, ``metrics.jsonl``, and for each of ``las
 ``best``: ``<tag>.safetensors`` (the weights with their model card: ``mobilenet.load`` reads
 them like any native file) and ``<tag>.state.pt`` (optimizer, scheduler, grad scaler, EMA,
 epoch, step, RNG states; plain tensors and containers only, so it loads with
-``torch.load(weights_only=True)``). Every file is written atomically: a temporary file in the
-same folder, then a rename.
+``torch.load(weights_only=True)``). Every file is written atomically (a temporary file in the
+same folder, flushed, then a rename), and ``<tag>.state.pt`` is written last: it commits the
+epoch, so a process killed at any instant leaves a ``last.state.pt`` that ``--resume`` reads.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ from torch import nn
 
 from mobilenet.card import ModelCard
 from mobilenet.errors import MobileNetError
-from mobilenet.fileio import atomic_write
+from mobilenet.fileio import atomic_write_bytes
+from mobilenet.load import run_file
 from mobilenet.weights import save_native
 
 TAGS = ("last", "best")
@@ -28,15 +31,27 @@ class CheckpointError(MobileNetError):
     """A checkpoint folder or file that is missing, incomplete or unreadable."""
 
 
+def state_path(folder: Path, tag: str = "last") -> Path:
+    """Where the resume state of ``tag`` lives (its presence means an epoch was committed)."""
+    return Path(folder) / f"{tag}.state.pt"
+
+
 def save_checkpoint(folder: Path, tag: str, model: nn.Module, card: ModelCard, state: dict[str, Any]) -> None:
-    """Write ``<tag>.state.pt`` then ``<tag>.safetensors``, each atomically."""
-    atomic_write(folder / f"{tag}.state.pt", lambda tmp: torch.save(state, tmp))
-    save_native(model, card, folder / f"{tag}.safetensors")
+    """Write ``<tag>.safetensors`` then ``<tag>.state.pt``, each atomically; an :class:`OSError` names the file."""
+    save_native(model, card, Path(folder) / f"{tag}.safetensors")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # into memory: written by the file writer, a full disk is an OSError
+    atomic_write_bytes(state_path(folder, tag), buffer.getvalue())
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` already holds a training run's checkpoint (committed or being written)."""
+    return any((Path(folder) / f"last{suffix}").exists() for suffix in (".safetensors", ".state.pt"))
 
 
 def load_state(folder: Path, tag: str = "last") -> dict[str, Any]:
-    """The resume state of ``<folder>/<tag>.state.pt`` (no code is unpickled)."""
-    path = Path(folder) / f"{tag}.state.pt"
+    """The resume state of ``<folder>/<tag>.state.pt`` (no code is unpickled; a link out of the folder is refused)."""
+    path = run_file(folder, state_path(folder, tag).name)
     if not path.is_file():
         raise CheckpointError(f"cannot resume: {path} does not exist (no checkpoint was saved in {folder})")
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from mobilenet.errors import ConfigError
 from mobilenet.training.recipes import RECIPES
@@ -114,13 +114,31 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: Path) -> TrainConfig:
-        """Read ``config.json``; unknown keys (from a newer version) are an error."""
-        data = json.loads(path.read_text())
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        """Read ``config.json``; unreadable JSON, unknown keys (from a newer version) and wrong types are an error."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as err:  # ValueError: bad UTF-8 or JSON
+            raise ConfigError(f"{path} is not a readable config.json ({str(err).splitlines()[0]})") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object of settings, found {type(data).__name__}")
+        hints = get_type_hints(cls)
+        unknown = set(data) - set(hints)
         if unknown:
             raise ConfigError(f"{path} has unknown settings {sorted(unknown)}: written by a newer version?")
+        wrong = [key for key, value in data.items() if not _of_type(value, hints[key])]
+        if wrong:
+            raise ConfigError(f"{path}: {wrong[0]} is {data[wrong[0]]!r}, expected {hints[wrong[0]]}")
         return cls(**data)
+
+
+def _of_type(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field's annotation (an int fits a float field; a bool fits only a bool)."""
+    allowed = get_args(hint) or (hint,)
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int) and float in allowed:
+        return True
+    return isinstance(value, tuple(t for t in allowed if isinstance(t, type)))
 
 
 def resolve_config(recipe: str | None = None, **overrides: Any) -> TrainConfig:

@@ -1,9 +1,12 @@
 """Devices and distributed data parallel training (launched by ``torchrun``).
 
 ``torchrun --nproc-per-node N -m mobilenet train ...`` starts N processes; each reads its rank
-from the environment. NCCL is used on GPUs, gloo on CPUs. ``--batch-size`` is the global batch:
-every process takes an equal slice of each global batch, and which images form a global batch
-depends only on the seed and the epoch, never on the number of processes.
+from the environment. NCCL is used on GPUs, gloo on CPUs. Under ``torchrun --max-restarts K``
+a failed process makes torchrun restart the whole group with the same command; the restarted
+processes continue from the run's last checkpoint (``Runtime.restarts`` counts the restarts).
+``--batch-size`` is the global batch: every process takes an equal slice of each global batch,
+and which images form a global batch depends only on the seed and the epoch, never on the
+number of processes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn
 from torch import nn
+from torch.distributed.rendezvous import rendezvous
 from torch.utils.data import Sampler
 
 from mobilenet.devices import choose_device
@@ -29,6 +33,8 @@ class Runtime:
     rank: int
     world_size: int
     device: torch.device
+    restarts: int = 0
+    """How many times ``torchrun --max-restarts`` has restarted the group (0: the first attempt)."""
 
     @property
     def is_main(self) -> bool:
@@ -44,13 +50,25 @@ def setup(preference: str = "auto") -> Runtime:
     """Join the process group when launched by torchrun, and pick this process's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     device = choose_device(preference, local_rank)
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        _join("nccl" if device.type == "cuda" else "gloo", restarts)
     rank = dist.get_rank() if dist.is_initialized() else 0
-    return Runtime(rank, world_size, device)
+    return Runtime(rank, world_size, device, restarts)
+
+
+def _join(backend: str, restarts: int) -> None:
+    """Join the group torchrun describes, under a key prefix of its own attempt.
+
+    torchrun's store outlives a restart: without the prefix a restarted process can read the
+    addresses the killed attempt published (gloo then connects to a dead port, or waits forever).
+    """
+    store, rank, world_size = next(rendezvous("env://"))
+    attempt = dist.PrefixStore(f"mobilenet/attempt{restarts}", store)
+    dist.init_process_group(backend, store=attempt, rank=rank, world_size=world_size)
 
 
 def teardown() -> None:
@@ -64,6 +82,12 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     if dist.is_initialized():
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def all_succeeded(ok: bool, device: torch.device) -> bool:
+    """Whether every process reports ``ok``; every process waits here for all the others."""
+    failures = all_reduce_sum(torch.tensor([0.0 if ok else 1.0], device=device))
+    return bool(failures.item() == 0)
 
 
 class GlobalBatchSampler(Sampler[list[int]]):

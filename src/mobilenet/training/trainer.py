@@ -11,6 +11,14 @@ and :func:`~mobilenet.export.qat.convert_qat`.
 Determinism: the model is initialised from ``seed``; each epoch's randomness (data order,
 augmentation, dropout) is seeded from ``(seed, epoch, rank)``, so resuming after epoch N
 continues exactly as a run that never stopped.
+
+Crashes: an epoch ends on disk in a fixed order (``best.*`` if it improved, its ``metrics.jsonl``
+line, ``last.safetensors``, then ``last.state.pt``, which commits it), each file atomically.
+A process killed at any instant leaves the last committed epoch readable; ``--resume`` (or a
+``torchrun --max-restarts`` restart) clears interrupted writes, drops metric lines of epochs
+after the commit and continues from it; a run killed before its first checkpoint starts afresh.
+A write that fails (disk full, permission lost) stops every process with one message naming
+the file; the last committed epoch stays intact.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,16 +45,23 @@ from torch.utils.data import DataLoader, Dataset
 from mobilenet.card import ModelCard
 from mobilenet.data import DataBundle, build_batch_mix, eval_transform, load_data, train_transform
 from mobilenet.data.transforms import BatchMix
-from mobilenet.errors import ConfigError, MobileNetError
+from mobilenet.errors import ConfigError, MobileNetError, WeightsError
 from mobilenet.evaluate import EvalResult, autocast, evaluate
 from mobilenet.export.qat import INT8_FILE, convert_qat, prepare_qat
-from mobilenet.fileio import atomic_write_text
-from mobilenet.load import load
+from mobilenet.fileio import append_line, atomic_write_text, describe_failure, remove_temporaries
+from mobilenet.load import load, run_file
 from mobilenet.models import MobileNet, create_model
 from mobilenet.training import checkpoint as ckpt
 from mobilenet.training.batchnorm import fix_bn_statistics, renormalise_batchnorm
 from mobilenet.training.config import TrainConfig
-from mobilenet.training.distributed import GlobalBatchSampler, Runtime, all_reduce_sum, convert_sync_batchnorm, setup
+from mobilenet.training.distributed import (
+    GlobalBatchSampler,
+    Runtime,
+    all_reduce_sum,
+    all_succeeded,
+    convert_sync_batchnorm,
+    setup,
+)
 from mobilenet.training.distributed import teardown as leave_process_group
 from mobilenet.training.optim import build_optimizer, build_scheduler
 
@@ -114,7 +129,19 @@ class Loop:
     """False keeps the model in eval mode while training (QAT: frozen BN statistics, no dropout)."""
 
 
-EpochEnd = Callable[[TrainState, dict[str, Any], dict[str, nn.Module]], None]
+@dataclass
+class Checkpoints:
+    """Where and how :func:`fit` saves ``last`` and ``best``: the run folder, the model card, the configuration."""
+
+    out: Path
+    card: ModelCard
+    config: TrainConfig
+
+    def save(self, tag: str, weights: nn.Module, source: str, state: TrainState) -> None:
+        """``<tag>.safetensors`` (``weights``, which are the ``source`` candidate) and ``<tag>.state.pt``."""
+        card = self.card if tag == "last" else self.card.replace(extra={**self.card.extra, "weights_of": source})
+        resume = {**state.state_dict(), "config": json.loads(self.config.to_json())}
+        ckpt.save_checkpoint(self.out, tag, _unwrap(weights), card, resume)
 
 
 @dataclass
@@ -129,17 +156,19 @@ class EpochStats:
     """Of ``seconds``, the time spent waiting for the data loader (this process's)."""
 
 
-def fit(state: TrainState, loop: Loop, on_epoch_end: EpochEnd | None = None) -> dict[str, Any]:
+def fit(state: TrainState, loop: Loop, checkpoints: Checkpoints | None = None) -> dict[str, Any]:
     """Train from ``state.epoch`` to ``loop.config.epochs`` (or ``stop_after`` epochs); returns the last record.
 
-    After each epoch the validation split (if any) is evaluated with the model and the EMA, a
-    line is logged to ``metrics.jsonl``, and ``on_epoch_end(state, record, candidates)`` is
-    called (candidates: the weights that scored, by name) to save checkpoints.
+    After each epoch the validation split (if any) is evaluated with the model and the EMA, and
+    the epoch is committed (:func:`_commit_epoch`): its ``metrics.jsonl`` line and, with
+    ``checkpoints``, ``best`` (when the better of model and EMA beat every earlier epoch) and ``last``.
     """
     config, rt = loop.config, loop.rt
     logger = _Logger(Path(config.out), rt.is_main)
     record: dict[str, Any] = {}
     start_epoch = state.epoch
+    if start_epoch >= config.epochs and rt.is_main:
+        print(f"{config.out} has trained all {config.epochs} epochs: nothing to do (raise --epochs)", flush=True)
     for epoch in range(start_epoch, config.epochs):
         _seed_epoch(config.seed, epoch, rt.rank, loop.loader)
         loop.sampler.set_epoch(epoch)
@@ -153,11 +182,10 @@ def fit(state: TrainState, loop: Loop, on_epoch_end: EpochEnd | None = None) -> 
                 record.update(_val_record("ema_val", _evaluate(state.ema.module, loop)))
                 candidates["ema"] = state.ema.module
         record.update(images_per_s=stats.images / stats.seconds, seconds=stats.seconds, data_seconds=stats.data_seconds)
-        state.epoch = epoch + 1
-        if on_epoch_end is not None:
-            on_epoch_end(state, record, candidates)
-        state.best_top1 = max(state.best_top1, _best_candidate(record, candidates)[1])
-        logger.write(record)
+        source, score = _best_candidate(record, candidates)
+        best = candidates[source] if score > state.best_top1 else None
+        state.epoch, state.best_top1 = epoch + 1, max(state.best_top1, score)
+        _commit_epoch(state, record, (source, best), logger, checkpoints, loop)
         if config.stop_after is not None and epoch + 1 - start_epoch >= config.stop_after and epoch + 1 < config.epochs:
             if rt.is_main:
                 print(
@@ -184,9 +212,12 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 def resume_config(folder: str | Path, epochs: int | None = None) -> TrainConfig:
     """The saved configuration of a run, with a new epoch count if given."""
-    path = Path(folder) / "config.json"
+    path = run_file(folder, "config.json")
     if not path.is_file():
-        raise ckpt.CheckpointError(f"cannot resume: {path} does not exist (not a training --out folder)")
+        raise ckpt.CheckpointError(
+            f"cannot resume: {path} does not exist (not a training --out folder, or one whose run stopped "
+            "before it began): start afresh with the original command"
+        )
     config = TrainConfig.from_json(path)
     if epochs is not None:
         config.epochs = epochs
@@ -196,8 +227,12 @@ def resume_config(folder: str | Path, epochs: int | None = None) -> TrainConfig:
 
 def _train(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
     out = Path(config.out)
+    requested = resume or _elastic_restart(out, config, rt)
     if rt.is_main:
-        _prepare_output(out, config, resume)
+        _prepare_output(out, config, requested)
+    resume = requested and ckpt.state_path(out).is_file()  # none yet: killed before its first checkpoint
+    if requested and rt.is_main:
+        print(f"resuming {out} from its last checkpoint" if resume else f"{out} holds no checkpoint: starting afresh")
     pretrained = _load_pretrained(config) if config.weights else None
     data = load_training_data(
         config,
@@ -219,8 +254,8 @@ def _train(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
     state = _new_state(model, config, loop.steps_per_epoch, rt, _build_ema(model, config))
     if resume:
         state.load_state_dict(ckpt.load_state(out, "last"))
-        if rt.is_main:
-            _truncate_metrics(out / "metrics.jsonl", state.epoch)
+    if requested and rt.is_main:
+        _truncate_metrics(out / "metrics.jsonl", state.epoch)
     forward_model: nn.Module = model
     if rt.distributed:
         forward_model = DistributedDataParallel(
@@ -229,7 +264,7 @@ def _train(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
     if config.compile:
         forward_model = torch.compile(forward_model)
     loop.forward_model = forward_model
-    return fit(state, loop, _checkpointer(out, card, config, rt))
+    return fit(state, loop, Checkpoints(out, card, config))
 
 
 def _train_qat(config: TrainConfig, rt: Runtime) -> dict[str, Any]:
@@ -300,24 +335,44 @@ def _new_state(
     return TrainState(model, optimizer, scheduler, scaler, ema)
 
 
-def _checkpointer(out: Path, card: ModelCard, config: TrainConfig, rt: Runtime) -> EpochEnd:
-    """Writes ``last`` every epoch and ``best`` when the best candidate beats every earlier epoch (main process)."""
+def _commit_epoch(
+    state: TrainState,
+    record: dict[str, Any],
+    best: tuple[str, nn.Module | None],
+    logger: _Logger,
+    checkpoints: Checkpoints | None,
+    loop: Loop,
+) -> None:
+    """Put a finished epoch on disk: ``best.*`` (when ``best`` holds weights), the metrics line, then ``last.*``.
 
-    def save(state: TrainState, record: dict[str, Any], candidates: dict[str, nn.Module]) -> None:
-        source, score = _best_candidate(record, candidates)
-        if not rt.is_main:
-            return
-        resume = {
-            **state.state_dict(),
-            "best_top1": max(score, state.best_top1),
-            "config": json.loads(config.to_json()),
-        }
-        ckpt.save_checkpoint(out, "last", state.model, card, resume)
-        if score > state.best_top1:
-            best = card.replace(extra={**card.extra, "weights_of": source})
-            ckpt.save_checkpoint(out, "best", _unwrap(candidates[source]), best, resume)
+    ``last.state.pt`` comes last: until it is renamed into place the previous epoch stays the
+    one ``--resume`` continues. Only the main process writes; every process waits for it, and a
+    failed write stops them all with one message naming the file.
+    """
+    rt, failure = loop.rt, None
+    if rt.is_main:
+        try:
+            source, weights = best
+            if checkpoints is not None and weights is not None:
+                checkpoints.save("best", weights, source, state)
+            logger.write(record)
+            if checkpoints is not None:
+                checkpoints.save("last", state.model, "model", state)
+        except (OSError, WeightsError) as err:  # save_native wraps the OSError
+            cause = err if isinstance(err, OSError) else err.__cause__
+            reason = describe_failure(cause) if isinstance(cause, OSError) else str(err)
+            hint = _restart_hint(Path(loop.config.out))
+            failure = f"cannot write {reason}: training stopped in epoch {state.epoch}; {hint}"
+    if not all_succeeded(failure is None, rt.device):
+        raise TrainingError(failure or "the main process could not write the epoch's checkpoint (see its message)")
 
-    return save
+
+def _restart_hint(out: Path) -> str:
+    """What survives a failed write and how to continue."""
+    path = ckpt.state_path(out)
+    if not path.is_file():
+        return f"no checkpoint was committed yet; make {out} writable and start again"
+    return f"the last committed checkpoint {path} is intact: free space or fix permissions, then --resume {out}"
 
 
 # ------------------------------------------------------------------------------ one epoch
@@ -412,8 +467,14 @@ def _step(
 # -------------------------------------------------------------------------------- helpers
 
 
+def _elastic_restart(out: Path, config: TrainConfig, rt: Runtime) -> bool:
+    """Whether torchrun restarted this group (``--max-restarts``) into the run its first attempt began in ``out``."""
+    saved = out / "config.json"
+    return rt.restarts > 0 and saved.is_file() and TrainConfig.from_json(saved) == config
+
+
 def _prepare_output(out: Path, config: TrainConfig, resume: bool) -> None:
-    """Create ``out`` (checking it is writable) and save the resolved configuration."""
+    """Create ``out`` (checking it is writable), clear writes a killed run left, save the configuration."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -421,8 +482,10 @@ def _prepare_output(out: Path, config: TrainConfig, resume: bool) -> None:
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"cannot write to --out {out}: {err.strerror}; choose a writable folder") from err
-    if not resume and (out / "last.safetensors").exists():
+    if not resume and ckpt.holds_run(out):
         raise ConfigError(f"{out} already holds a training run: use --resume {out} to continue it, or another --out")
+    if resume:
+        remove_temporaries(out)
     atomic_write_text(out / "config.json", config.to_json())
 
 
@@ -597,10 +660,19 @@ def _rng_states() -> dict[str, Any]:
 
 
 def _truncate_metrics(path: Path, epochs: int) -> None:
-    """Drop metric lines of epochs after the checkpoint (written before a crash), keeping the rest."""
+    """Keep the metric lines of the committed epochs: drop later ones (and a line torn by a failed write)."""
     if path.is_file():
-        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epochs]
-        atomic_write_text(path, "".join(line + "\n" for line in lines))
+        kept = [line for line in path.read_text().splitlines() if (_metrics_epoch(line) or epochs + 1) <= epochs]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _metrics_epoch(line: str) -> int | None:
+    """The epoch of a ``metrics.jsonl`` line; None for a line that is not a whole record."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record.get("epoch") if isinstance(record, dict) else None
 
 
 def _progress(steps: int, epoch: int, config: TrainConfig, rt: Runtime) -> Any:
@@ -628,8 +700,7 @@ class _Logger:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_line(self.path, json.dumps(record))
         parts = [
             f"epoch {record['epoch']}",
             f"loss {record['train_loss']:.4f}",

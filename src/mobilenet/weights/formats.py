@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from mobilenet.errors import WeightsError
+from mobilenet.errors import WeightsError, one_line
 
 FORMATS = ("safetensors", "torch", "hdf5", "tflite")
 DESCRIPTION = "safetensors, a PyTorch state dict (.pt/.pth/.bin), Keras HDF5 (.h5) or TFLite (.tflite)"
@@ -30,6 +30,8 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 HDF5_OFFSETS = (0, 512, 1024, 2048)  # the superblock follows an optional user block of 512 * 2^n bytes
 ZIP_SIGNATURE = b"PK\x03\x04"
 TFLITE_IDENTIFIER = b"TFL3"
+MAX_ZIP_EXPANSION = 4  # unpacked / file size allowed for a zip archive (torch.save's is about 1)
+ZIP_SLACK = 2**20  # bytes allowed beyond that (small archives of highly compressible tensors)
 STATE_DICT_KEYS = ("state_dict", "model", "model_state", "state_dict_ema")  # where checkpoints nest weights
 
 
@@ -91,7 +93,13 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 
 def read_torch(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict in a ``torch.save`` file, loaded with ``weights_only=True`` (no code runs)."""
+    """The state dict in a ``torch.save`` file, loaded with ``weights_only=True`` (no code runs).
+
+    A zip archive is first checked for a zip bomb (:func:`check_zip_size`).
+    """
+    with path.open("rb") as f:
+        if f.read(len(ZIP_SIGNATURE)) == ZIP_SIGNATURE:
+            check_zip_size(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -99,9 +107,31 @@ def read_torch(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: refused to load: the pickle holds more than tensors ({_refusal(err)}); only plain state dicts "
             "load (torch.load weights_only=True), so that no code in a file ever runs"
         ) from err
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+    except (
+        Exception
+    ) as err:  # torch's reader on a damaged file fails in many ways (RuntimeError, UnicodeDecodeError...)
         raise WeightsError(f"{path}: truncated or corrupt PyTorch file ({one_line(err)})") from err
     return _state_dict(obj, path)
+
+
+def check_zip_size(path: Path) -> None:
+    """Refuse a zip archive whose entries unpack to more than :data:`MAX_ZIP_EXPANSION` times its size.
+
+    ``torch.save`` stores its entries uncompressed, so a state dict's contents are about its file's
+    size; a few kilobytes that declare gigabytes are a zip bomb, which ``torch.load`` would inflate
+    into memory.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except Exception as err:  # zipfile on a damaged archive: BadZipFile, NotImplementedError, struct.error...
+        raise WeightsError(f"{path}: truncated or corrupt zip archive ({one_line(err)})") from err
+    size = path.stat().st_size
+    if declared > MAX_ZIP_EXPANSION * size + ZIP_SLACK:
+        raise WeightsError(
+            f"{path}: refused: its zip entries unpack to {declared:,} bytes from a {size:,}-byte file (a zip bomb?); "
+            "torch.save writes its entries uncompressed"
+        )
 
 
 def _refusal(err: pickle.UnpicklingError) -> str:
@@ -125,9 +155,3 @@ def _state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                 return _state_dict(obj[key], path)
     found = f"a dict with keys {', '.join(map(str, list(obj)[:5]))}" if isinstance(obj, dict) else type(obj).__name__
     raise WeightsError(f"{path}: expected a state dict of tensors, found {found}")
-
-
-def one_line(err: BaseException) -> str:
-    """The first line of an exception's message (library messages often span many)."""
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]

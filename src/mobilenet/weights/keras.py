@@ -5,6 +5,9 @@ one group per layer at the root) or a whole model (``save``: the same groups und
 ``model_weights``). Each layer group lists its datasets in the ``weight_names`` attribute
 (``conv1/kernel:0`` ...); files without it are searched for datasets. What the names mean for
 an architecture is its converter's business (:mod:`mobilenet.weights.converters`).
+
+A file that points outside itself (an external link, a dataset stored in another file or
+assembled from others) is refused before anything is read: HDF5 would open those files.
 """
 
 from __future__ import annotations
@@ -23,10 +26,29 @@ def read_keras(path: Path) -> dict[str, np.ndarray]:
     h5py = optional_import("h5py")
     try:
         with h5py.File(path, "r") as f:
+            _check_self_contained(h5py, f, path)
             root = f.get("model_weights", f)  # a whole model keeps its weights under model_weights
             return _layer_weights(h5py, root)
-    except OSError as err:
-        raise WeightsError(f"{path}: truncated or corrupt HDF5 file ({one_line(err)})") from err
+    except WeightsError:
+        raise
+    except Exception as err:  # HDF5 on a damaged file fails in many ways (OSError, KeyError, TypeError...)
+        raise WeightsError(f"{path}: truncated or corrupt HDF5 file ({type(err).__name__}: {one_line(err)})") from err
+
+
+def _check_self_contained(h5py: Any, f: Any, path: Path) -> None:
+    """Refuse external links and datasets whose data lives in other files (external storage, virtual)."""
+
+    def outside(name: str, link: Any) -> str | None:
+        return f"{name} links to {link.filename}:{link.path}" if isinstance(link, h5py.ExternalLink) else None
+
+    def elsewhere(name: str, obj: Any) -> str | None:
+        if isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
+            return f"dataset {name} keeps its data in other files"
+        return None
+
+    found = f.visititems_links(outside) or f.visititems(elsewhere)
+    if found:
+        raise WeightsError(f"{path}: refused: {found} (a weights file must hold its own data)")
 
 
 def _layer_weights(h5py: Any, root: Any) -> dict[str, np.ndarray]:

@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from mobilenet.card import ModelCard
 from mobilenet.errors import WeightsError
-from mobilenet.fileio import atomic_write
+from mobilenet.fileio import atomic_write_bytes
 from mobilenet.weights.formats import read_safetensors
 
 META_KEY = "mobilenet"
@@ -39,7 +39,7 @@ def save_native(model: nn.Module, card: ModelCard, path: str | Path) -> Path:
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     text = json.dumps(card.to_dict())
     try:
-        atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={META_KEY: text}))
+        atomic_write_bytes(path, save(state, metadata={META_KEY: text}))  # bytes: a full disk is an OSError
     except OSError as err:
         raise WeightsError(f"cannot write {path}: {err.strerror or err}") from err
     return path
@@ -54,7 +54,7 @@ def native_card(metadata: dict[str, str], path: Path) -> ModelCard:
     """The card in a native file's safetensors metadata, or a :class:`WeightsError` naming the file."""
     try:
         data = json.loads(metadata[META_KEY])
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:  # bad JSON, or nested past the parser's depth
         raise WeightsError(f"{path}: corrupt metadata ({err})") from err
     return ModelCard.from_dict(data, str(path))
 

@@ -1,0 +1,236 @@
+"""Fuzzed readers: a short seeded run of every target of benchmarks/fuzz.py, and each crash it found, fixed.
+
+A finding is any exception other than the project's one-line errors, a case over 5 s of CPU, or
+one that raises peak memory by over 2 GB (see benchmarks/fuzz.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mobilenet.data.images import load_image
+from mobilenet.errors import BadImageError, ConfigError, ExportError, MobileNetError, WeightsError
+from mobilenet.export.runtime import read_exported_card
+from mobilenet.training import resume_config
+from mobilenet.weights.formats import read_torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "fuzz.py"
+EXAMPLES = 120  # a seeded run of each target: about a second or two
+
+
+def _fuzz_module():
+    spec = importlib.util.spec_from_file_location("fuzz", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz"] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+fuzz = _fuzz_module()
+
+
+@pytest.mark.parametrize("name", sorted(fuzz.TARGETS))
+def test_seeded_fuzz_finds_nothing(name: str, tmp_path: Path, one_thread: None) -> None:
+    spec = fuzz.TARGETS[name]
+    if not spec.seeds(tmp_path):
+        pytest.skip(f"{name}: its seed files come from ../shared, which is absent")
+    recorder = fuzz.worker_hypothesis(spec, tmp_path, seconds=60, seed=0, examples=EXAMPLES)
+    assert recorder.cases == EXAMPLES
+    assert [f"{f.kind}: {f.signature}: {f.message}" for f in recorder.findings.values()] == []
+
+
+def test_a_crash_is_a_finding(tmp_path: Path) -> None:
+    """The harness tells a traceback from the project's one-line errors, so the test above can fail."""
+    broken = fuzz.Target("broken", ".txt", lambda work: [b"x"], lambda path: path.read_bytes()[5], ())
+    refusing = fuzz.Target("refusing", ".txt", lambda work: [b"x"], fuzz._read_labels, ())
+    baseline = fuzz.peak_mb()
+    finding = fuzz.check_case(broken, b"abc", tmp_path / "case.txt", baseline)
+    assert finding is not None and finding.kind == "crashes" and finding.signature.startswith("IndexError")
+    assert fuzz.check_case(refusing, b"\xff\xfe", tmp_path / "case.txt", baseline) is None
+
+
+@pytest.mark.slow
+def test_script_contract(tmp_path: Path) -> None:
+    """``fuzz.py --seconds S --targets LIST`` ends with one JSON line of counts per target."""
+    command = [sys.executable, str(SCRIPT), "--seconds", "1", "--targets", "labels", "--work", str(tmp_path)]
+    command += ["--engine", "hypothesis"]  # atheris instruments the package on start-up: slower to begin
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) == {"labels"}
+    counts = result["labels"]
+    assert counts["cases"] > 0
+    assert {counts[kind] for kind in ("crashes", "hangs", "memory", "multiline")} == {0}
+
+
+# ---- regression tests: each crash the fuzzer found -----------------------------------------------------------
+
+
+def _one_line(err: pytest.ExceptionInfo[MobileNetError]) -> str:
+    message = str(err.value)
+    assert "\n" not in message.strip()
+    return message
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (b"", "not a readable config.json"),  # JSONDecodeError
+        (b'{"epochs": 3,\n "lr": 0.1\xed}', "not a readable config.json"),  # UnicodeDecodeError
+        (b"[" * 100_000, "not a readable config.json"),  # RecursionError
+        (b"[1, 2]", "expected a JSON object"),
+        (b'{"epochs": "ten"}', "epochs is 'ten'"),
+        (b'{"lr": true}', "lr is True"),
+    ],
+)
+def test_config_json_errors(tmp_path: Path, text: bytes, words: str) -> None:
+    (tmp_path / "config.json").write_bytes(text)
+    with pytest.raises(ConfigError) as err:
+        resume_config(tmp_path)
+    assert words in _one_line(err)
+
+
+def test_config_json_accepts_ints_for_floats(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"data": "d", "out": "o", "lr": 1, "dropout": None}))
+    config = resume_config(tmp_path)
+    assert (config.lr, config.dropout) == (1, None)
+
+
+def test_pte_card_not_utf8(tmp_path: Path) -> None:
+    program = tmp_path / "model.pte"
+    program.write_bytes(b"\0\0\0\0ET12")
+    from mobilenet.export.executorch_export import sidecar
+
+    sidecar(program).write_bytes(b'{"arch": "\xc5"}')
+    with pytest.raises(ExportError) as err:
+        read_exported_card(program)
+    assert "not UTF-8" in _one_line(err)
+
+
+@pytest.mark.parametrize("text", ['{"arch": "mobilenet_v1", "card_version": 2, "input_size": Infinity}', "[" * 100_000])
+def test_pte_card_malformed_json(tmp_path: Path, text: str) -> None:
+    """int(Infinity) (OverflowError) and nesting past the JSON parser's depth (RecursionError)."""
+    program = tmp_path / "model.pte"
+    program.write_bytes(b"\0\0\0\0ET12")
+    from mobilenet.export.executorch_export import sidecar
+
+    sidecar(program).write_text(text)
+    with pytest.raises(ExportError):
+        read_exported_card(program)
+
+
+def _dds_with_unknown_pixel_format(path: Path) -> None:
+    Image.new("RGB", (4, 4)).save(path, format="DDS")
+    data = bytearray(path.read_bytes())
+    data[80:84] = bytes(4)  # DDS_PIXELFORMAT.dwFlags: Pillow raises NotImplementedError
+    path.write_bytes(bytes(data))
+
+
+def _avif_without_image(path: Path) -> None:
+    Image.new("RGB", (8, 8)).save(path, format="AVIF")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("make", [_dds_with_unknown_pixel_format, _avif_without_image])
+def test_images_pillow_failures_are_bad_images(tmp_path: Path, make) -> None:
+    path = tmp_path / "image.img"
+    try:
+        make(path)
+    except (KeyError, OSError) as err:  # a Pillow built without this writer
+        pytest.skip(f"Pillow cannot write this format here: {err}")
+    with pytest.raises(BadImageError) as err:
+        load_image(path)
+    assert str(path) in _one_line(err)
+
+
+def _torch_zip(pickle_bytes: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle_bytes)
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+BAD_UTF8_PICKLE = b"\x80\x02X\x02\x00\x00\x00\xff\xfeq\x00."  # protocol 2, BINUNICODE of invalid UTF-8
+
+
+@pytest.mark.parametrize("data", [_torch_zip(BAD_UTF8_PICKLE), BAD_UTF8_PICKLE], ids=["zip", "legacy"])
+def test_torch_pickle_with_bad_utf8(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "state.pt"
+    path.write_bytes(data)
+    with pytest.raises(WeightsError) as err:
+        read_torch(path)
+    assert "corrupt PyTorch file" in _one_line(err)
+
+
+def test_torch_zip_of_unknown_version(tmp_path: Path) -> None:
+    """zipfile refuses an entry needing zip version 12.8 with NotImplementedError."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buffer)
+    data = bytearray(buffer.getvalue())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:  # every central directory record: "version needed to extract" = 12.8
+        data[at + 6 : at + 8] = (128).to_bytes(2, "little")
+        at = data.find(b"PK\x01\x02", at + 4)
+    path = tmp_path / "state.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError) as err:
+        read_torch(path)
+    assert "corrupt" in _one_line(err)
+
+
+def test_images_seed_files_decode(tmp_path: Path) -> None:
+    """The image seeds are real pictures in many formats (the fuzzer starts from files that decode)."""
+    seeds = fuzz.images(tmp_path)
+    decoded = 0
+    for data in seeds:
+        path = tmp_path / "seed.img"
+        path.write_bytes(data)
+        try:
+            image = load_image(path)
+        except BadImageError:
+            continue
+        decoded += 1
+        assert image.dtype == torch.uint8 and image.shape[0] == 3
+    assert decoded >= 10 and np.isclose(decoded / len(seeds), 1.0, atol=0.5)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small"])
+def test_state_dict_with_a_block_key_not_numbered(tmp_path: Path, arch: str) -> None:
+    """``blocks.0wbn.x`` made int() raise ValueError where the architectures recognise their state dicts."""
+    from safetensors.torch import save_file
+
+    from mobilenet import create_model
+    from mobilenet.weights import load_weights
+
+    state = {k: v.contiguous() for k, v in create_model(arch, num_classes=2).state_dict().items()}
+    save_file({**state, "blocks.0wbn.x": torch.zeros(1)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(WeightsError) as err:
+        load_weights(tmp_path / "w.safetensors")
+    assert "blocks.0wbn.x" in _one_line(err) or "not any known architecture" in _one_line(err)
+
+
+@pytest.mark.parametrize("text", ['{"kwargs": {}, "in_chans": null}', '{"arch": {}, "mean": "x", "in_chans": 1}'])
+def test_card_of_earlier_files_with_wrong_types(tmp_path: Path, text: str) -> None:
+    """The metadata of files written before cards existed: ``int(None)`` raised TypeError."""
+    program = tmp_path / "model.pte"
+    program.write_bytes(b"\0\0\0\0ET12")
+    from mobilenet.export.executorch_export import sidecar
+
+    sidecar(program).write_text(text)
+    with pytest.raises(ExportError) as err:
+        read_exported_card(program)
+    assert "malformed model card" in _one_line(err)
