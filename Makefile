@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test data format clean
+.PHONY: demo test data browser format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,18 @@ data:
 		$$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null || echo "could not install dataset-fashion-mnist"; \
 	fi
 
+# Headless Chromium and its driver for the web page's browser test (skipped where absent).
+browser:
+	@if ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq >/dev/null 2>&1; \
+		$$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null || echo "could not install chromium"; \
+	fi
+
 demo: $(STAMP) data
 	$(BIN)/mobilenet demo
 
-test: $(STAMP) data
+test: $(STAMP) data browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports

@@ -37,3 +37,28 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def serve_source(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small model to serve: Google's 0.75-192 TFLite file from ``../shared``, else a tiny native file."""
+    tflite = REPO_ROOT.parent / "shared" / "weights" / "tflite" / "mobilenet_v1_0.75_192_quant.tflite"
+    if tflite.is_file():
+        return str(tflite)
+    from mobilenet import create_model
+    from mobilenet.card import ModelCard
+    from mobilenet.weights.native import save_native
+
+    model = create_model("mobilenet_v1", width_mult=0.25, num_classes=10).eval()
+    card = ModelCard("mobilenet_v1", classes=tuple(f"class{i}" for i in range(10)), input_size=64, source="test")
+    return str(save_native(model, card, tmp_path_factory.mktemp("serve") / "tiny.safetensors"))
+
+
+RUN_LAST = ("test_bench.py", "test_openvino.py")
+"""Modules that run OpenVINO models in the test process: its CPU plugin's thread pool does not survive a
+``fork`` (a later DataLoader with worker processes crashes the process), so they run after every other."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests of :data:`RUN_LAST` to the end, keeping each group's order."""
+    items.sort(key=lambda item: item.path.name in RUN_LAST)

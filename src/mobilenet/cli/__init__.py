@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from mobilenet import __version__
-from mobilenet.cli import analysis, bench, demo, evaluate, export, train, weights
+from mobilenet.cli import analysis, bench, demo, evaluate, export, serve, train, weights
 from mobilenet.errors import MobileNetError
 
-COMMANDS = (analysis, train, evaluate, weights, export, bench, demo)
+COMMANDS = (analysis, train, evaluate, weights, export, bench, serve, demo)
 EXIT_USAGE = 2
 DESCRIPTION = "The MobileNet family (V1, V2, V3) exactly as published: analyse, train, evaluate, convert and deploy."
 EXAMPLES = """most common:

@@ -17,7 +17,7 @@ from mobilenet.devices import choose_device
 from mobilenet.errors import WeightsError
 from mobilenet.evaluate import evaluate, save_confusion_png
 from mobilenet.inference import Predictor
-from mobilenet.load import is_run_folder, load
+from mobilenet.load import ACTIVATIONS, is_run_folder, load
 from mobilenet.weights.labels import read_labels
 
 
@@ -26,8 +26,17 @@ def add_model_source(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="DIR", help="training --out folder (best, else last)")
     source.add_argument("--weights", metavar="W", help="weights in any format (e.g. Google's .tflite), or a tag")
-    source.add_argument("--exported", metavar="FILE", help="a file written by `mobilenet export` (.onnx, .pte, .pt2)")
+    source.add_argument(
+        "--exported", metavar="FILE", help="a file written by `mobilenet export` (.onnx, .pte, .pt2, OpenVINO .xml)"
+    )
     add_labels(p)
+    p.add_argument(
+        "--activations",
+        choices=ACTIVATIONS,
+        default="float",
+        help="uint8: round each layer's output to an 8-bit TFLite file's grid, as the TFLite interpreter does "
+        "(Google's V3 files were trained that way); default float",
+    )
 
 
 def add_labels(p: argparse.ArgumentParser) -> None:
@@ -44,7 +53,7 @@ def load_source(args: argparse.Namespace, device: torch.device) -> tuple[torch.n
     """The model the arguments name, on ``device``, and its card."""
     if args.checkpoint and not is_run_folder(Path(args.checkpoint)):
         raise WeightsError(f"no training run at {args.checkpoint}: pass a mobilenet train --out folder")
-    model, card = load(args.checkpoint or args.weights or args.exported)
+    model, card = load(args.checkpoint or args.weights or args.exported, activations=args.activations)
     return model.to(device), labelled(card, args.labels)
 
 
