@@ -54,9 +54,10 @@ def serve_source(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(save_native(model, card, tmp_path_factory.mktemp("serve") / "tiny.safetensors"))
 
 
-RUN_LAST = ("test_bench.py", "test_openvino.py")
-"""Modules that run OpenVINO models in the test process: its CPU plugin's thread pool does not survive a
-``fork`` (a later DataLoader with worker processes crashes the process), so they run after every other."""
+RUN_LAST = ("test_family.py", "test_bench.py", "test_openvino.py")
+"""Modules that run OpenVINO in the test process (``run_bench`` measures OpenVINO's GEMM peak): its CPU
+plugin's thread pool does not survive a ``fork`` (a later DataLoader with worker processes, or a
+multiprocessing child, crashes the process), so they run after every other."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
