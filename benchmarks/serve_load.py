@@ -118,10 +118,10 @@ def cpu_seconds(pid: int) -> float:
 
 async def wait_ready(url: str, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             try:
-                async with session.get(f"{url}/v2/health/ready") as response:
+                async with http.get(f"{url}/v2/health/ready") as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientError:
@@ -140,14 +140,12 @@ async def drive(
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client(http: aiohttp.ClientSession) -> None:
         for i in counter:
             start = time.perf_counter()
             try:
                 call = (
-                    session.get(url)
-                    if bodies is None
-                    else session.post(url, data=bodies[i % len(bodies)], headers=headers)
+                    http.get(url) if bodies is None else http.post(url, data=bodies[i % len(bodies)], headers=headers)
                 )
                 async with call as response:
                     await response.read()
@@ -160,8 +158,8 @@ async def drive(
 
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     latencies.sort()
