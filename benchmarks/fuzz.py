@@ -4,7 +4,8 @@ A target is one reader as a user reaches it: weights files (TFLite, Keras HDF5, 
 foreign, PyTorch zip state dicts) through :func:`mobilenet.weights.load_weights`; the model card of
 exported files (ONNX metadata, ``.pt2`` archives, the JSON beside a ``.pte``); images in every format
 Pillow writes through :func:`mobilenet.data.images.load_image`; labels files; a training run's
-``config.json`` through ``--resume``. Seeds are real files (Google's TFLite file from ``../shared``
+``config.json`` through ``--resume``; the server's request parsers (Open Inference Protocol requests,
+multipart uploads). Seeds are real files (Google's TFLite file from ``../shared``
 cut to its first layers, a CIFAR-10 JPEG, ImageNet's labels) and small files written here by the
 project's own writers.
 
@@ -20,7 +21,8 @@ installed; else Hypothesis mutating the seeds), under a memory limit. What count
 Every finding is saved (input bytes and message) under ``--work``; each one fixed becomes a
 regression test (tests/test_fuzz.py). Adding a reader is one :func:`target` function.
 
-Run: .venv/bin/python benchmarks/fuzz.py --seconds 120 [--targets images,labels] [--engine hypothesis]
+Run: .venv/bin/python benchmarks/fuzz.py --seconds 120 [--cases 100000] [--targets images,labels] [--engine hypothesis]
+(``--cases``: a target stops early once it has tried that many cases; ``--seconds`` bounds it.)
 Ends with one JSON line: {"<target>": {"cases": n, "crashes": n, "hangs": n, "memory": n, ...}, ...}
 """
 
@@ -99,6 +101,15 @@ def _read_weights(path: Path) -> Any:
     return read(path)
 
 
+def _read_keras(path: Path) -> Any:
+    """A Keras ``.h5`` as ``load_weights`` reads it: h5py in a child process, whose time limit is set to
+    the hang threshold here (a native hang in libhdf5 is then the project's one-line refusal)."""
+    from mobilenet.weights import keras
+
+    keras.READ_SECONDS = round(HANG_SECONDS)
+    return _read_weights(path)
+
+
 def _read_tflite(path: Path) -> Any:
     """A TFLite file's graph (the operators and dequantized weights that the converters then match)."""
     from mobilenet.weights.formats import detect_format
@@ -146,6 +157,54 @@ def _resume_config(path: Path) -> Any:
     run.mkdir(exist_ok=True)
     (run / "config.json").write_bytes(path.read_bytes())
     return resume_config(run).validate()
+
+
+def _serve_card() -> Any:
+    from mobilenet.card import ModelCard
+
+    return ModelCard("mobilenet_v1", classes=("cat", "dog"), input_size=8)
+
+
+def _infer_request(path: Path) -> Any:
+    """``mobilenet serve``'s Open Inference Protocol parser (``POST /v2/models/NAME/infer``).
+
+    A case is ``<Inference-Header-Content-Length or ->\\n<body>``. The server answers a
+    :class:`ProtocolError` with a 400 and its message: here it counts as the project's one-line error.
+    """
+    from mobilenet.errors import ConfigError
+    from mobilenet.serve.protocol import ProtocolError, parse_infer
+
+    length, _, body = path.read_bytes().partition(b"\n")
+    try:
+        return parse_infer(body, None if length == b"-" else length.decode("latin-1"), _serve_card())
+    except ProtocolError as err:
+        raise ConfigError(f"400: {err}") from None
+
+
+def _classify_upload(path: Path) -> Any:
+    """``mobilenet serve``'s ``POST /v1/classify`` multipart parser (Starlette, python-multipart).
+
+    A case is ``<boundary>\\n<body>``, sent as one ``multipart/form-data`` request; an
+    :class:`~mobilenet.serve.app.ApiError` (a 4xx with a JSON message) counts as the one-line error.
+    """
+    import asyncio
+
+    from starlette.requests import Request
+
+    from mobilenet.errors import ConfigError
+    from mobilenet.serve.app import ApiError, read_images
+
+    boundary, _, body = path.read_bytes().partition(b"\n")
+    content_type = b"multipart/form-data; boundary=" + boundary
+    scope = {"type": "http", "method": "POST", "path": "/v1/classify", "headers": [(b"content-type", content_type)]}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        return asyncio.run(read_images(Request(scope, receive)))
+    except ApiError as err:
+        raise ConfigError(f"{err.status}: {err}") from None
 
 
 # ---- seeds -------------------------------------------------------------------------------------------------------
@@ -213,7 +272,7 @@ def keras_file(path: Path, layers: dict[str, dict[str, Any]], whole_model: bool)
                 group.create_dataset(f"{layer}/{param}:0", data=value)
 
 
-@target(".h5", _read_weights, "h5py")
+@target(".h5", _read_keras)
 def keras_h5(work: Path) -> list[bytes]:
     import numpy as np
 
@@ -331,6 +390,52 @@ def config_json(work: Path) -> list[bytes]:
     return [config.to_json().encode() for config in runs]
 
 
+@target(".req", _infer_request, "mobilenet.serve.protocol")
+def infer_request(work: Path) -> list[bytes]:
+    """Requests as tritonclient sends them: images as base64 JSON and as binary BYTES, a binary FP32 tensor."""
+    import base64
+    import struct
+
+    image = _small_jpeg()
+    as_json = {
+        "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(image).decode()]}]
+    }
+    outputs = [{"name": "probabilities", "parameters": {"classification": 2, "binary_data": False}}]
+    seeds = [b"-\n" + json.dumps({"id": "1", **as_json, "outputs": outputs}).encode()]
+    for name, datatype, shape, raw in (
+        ("image", "BYTES", [2], b"".join(struct.pack("<I", len(image)) + image for _ in range(2))),
+        ("input", "FP32", [1, 3, 8, 8], struct.pack("<192f", *[0.5] * 192)),
+    ):
+        spec = {"name": name, "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": len(raw)}}
+        head = json.dumps({"inputs": [spec], "parameters": {"binary_data_output": True}}).encode()
+        seeds.append(str(len(head)).encode() + b"\n" + head + raw)
+    return seeds
+
+
+@target(".form", _classify_upload, "mobilenet.serve.app", "python_multipart")
+def classify_upload(work: Path) -> list[bytes]:
+    """A browser's upload of two images (the page's form) and a form with a text field."""
+    image = _small_jpeg()
+    parts = [
+        b'--b0\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        + image
+        + b'\r\n--b0\r\nContent-Disposition: form-data; name="image"; filename="b.jpg"\r\n\r\n'
+        + image
+        + b"\r\n--b0--\r\n",
+        b'--b0\r\nContent-Disposition: form-data; name="topk"\r\n\r\n3\r\n--b0--\r\n',
+    ]
+    return [b"b0\n" + part for part in parts]
+
+
+def _small_jpeg() -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((6, 8, 3), 128, np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
 # ---- one case ----------------------------------------------------------------------------------------------------
 
 
@@ -395,9 +500,10 @@ def check_case(spec: Target, data: bytes, path: Path, baseline_mb: float) -> Fin
 class Recorder:
     """A worker's counts and findings, flushed to ``work/stats.json`` and ``work/findings/`` as it goes."""
 
-    def __init__(self, spec: Target, work: Path, seconds: float) -> None:
+    def __init__(self, spec: Target, work: Path, seconds: float, max_cases: int | None = None) -> None:
         self.spec, self.work = spec, work
         self.deadline = time.monotonic() + seconds
+        self.max_cases = max_cases
         self.cases = 0
         self.findings: dict[str, Finding] = {}  # by signature: one bug is one finding
         self.flushed = time.monotonic()
@@ -431,7 +537,8 @@ class Recorder:
 
     @property
     def expired(self) -> bool:
-        return time.monotonic() > self.deadline
+        done = self.max_cases is not None and self.cases >= self.max_cases
+        return done or time.monotonic() > self.deadline
 
 
 def limit_memory() -> None:
@@ -442,7 +549,7 @@ def limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-def worker_atheris(spec: Target, work: Path, seconds: float, seed: int) -> None:
+def worker_atheris(spec: Target, work: Path, seconds: float, seed: int, max_cases: int | None = None) -> None:
     """Coverage-guided fuzzing of one target with atheris (libFuzzer); exits when the time is up."""
     import atheris
 
@@ -456,7 +563,7 @@ def worker_atheris(spec: Target, work: Path, seconds: float, seed: int) -> None:
     for index, data in enumerate(seeds):
         (corpus / f"seed{index}").write_bytes(data)
     limit_memory()
-    recorder = Recorder(spec, work, seconds)
+    recorder = Recorder(spec, work, seconds, max_cases)
     for data in seeds:  # the first reads import lazily: outside libFuzzer's clock, so that is no hang
         recorder.run(data)
 
@@ -517,13 +624,15 @@ def mutation_cases(seeds: list[bytes], seed: int) -> Any:
     )
 
 
-def worker_hypothesis(spec: Target, work: Path, seconds: float, seed: int, examples: int | None = None) -> Recorder:
+def worker_hypothesis(
+    spec: Target, work: Path, seconds: float, seed: int, examples: int | None = None, max_cases: int | None = None
+) -> Recorder:
     """Fuzz one target with Hypothesis mutating its seeds, for ``seconds`` (or ``examples`` cases)."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hypothesis_seed
 
     seeds = spec.seeds(work) or [b""]
-    recorder = Recorder(spec, work, seconds)
+    recorder = Recorder(spec, work, seconds, max_cases)
     batch = examples or 500
 
     @hypothesis_seed(seed)
@@ -552,9 +661,11 @@ def has_atheris() -> bool:
     return True
 
 
-def fuzz_target(name: str, seconds: float, engine: str, seed: int, work: Path) -> dict[str, Any]:
-    """Fuzz one target in worker processes for ``seconds``: a worker that dies (a native crash, a hang,
-    memory) is counted and replaced until the time is up."""
+def fuzz_target(
+    name: str, seconds: float, engine: str, seed: int, work: Path, max_cases: int | None = None
+) -> dict[str, Any]:
+    """Fuzz one target in worker processes for ``seconds`` (or until ``max_cases`` cases): a worker that
+    dies (a native crash, a hang, memory) is counted and replaced until the time is up."""
     work.mkdir(parents=True, exist_ok=True)
     end = time.monotonic() + seconds
     restarts = 0
@@ -563,13 +674,15 @@ def fuzz_target(name: str, seconds: float, engine: str, seed: int, work: Path) -
         left = end - time.monotonic()
         command = [sys.executable, __file__, "--worker", name, "--seconds", f"{max(left, 1):.1f}"]
         command += ["--engine", engine, "--seed", str(seed + restarts), "--work", str(work)]
+        if max_cases is not None:
+            command += ["--cases", str(max(max_cases - _cases(work), 1))]
         proc = subprocess.run(command, capture_output=True, text=True, timeout=left + 600, check=False)
         if proc.returncode == 0 or end - time.monotonic() < 5 or restarts >= 50:
             break
         restarts += 1
         with (work / "worker.log").open("a") as log:
             log.write(proc.stderr[-4000:])
-    cases = sum(json.loads(path.read_text())["cases"] for path in work.glob("stats-*.json"))
+    cases = _cases(work)
     findings = (
         [json.loads(line) for line in (work / "findings.jsonl").read_text().splitlines()]
         if (work / "findings.jsonl").exists()
@@ -591,9 +704,15 @@ def fuzz_target(name: str, seconds: float, engine: str, seed: int, work: Path) -
     }
 
 
+def _cases(work: Path) -> int:
+    """Cases tried so far by every worker of a target (each writes its own count)."""
+    return sum(json.loads(path.read_text())["cases"] for path in work.glob("stats-*.json"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="time per target")
+    parser.add_argument("--cases", type=int, help="stop a target once it has tried this many cases")
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated, of {', '.join(TARGETS)}")
     parser.add_argument("--engine", choices=("atheris", "hypothesis"), help="default: atheris when installed")
     parser.add_argument("--seed", type=int, default=0)
@@ -609,9 +728,9 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         spec = TARGETS[args.worker]
         if engine == "atheris":
-            worker_atheris(spec, args.work, args.seconds, args.seed)
+            worker_atheris(spec, args.work, args.seconds, args.seed, args.cases)
         else:
-            worker_hypothesis(spec, args.work, args.seconds, args.seed)
+            worker_hypothesis(spec, args.work, args.seconds, args.seed, max_cases=args.cases)
         return 0
     names = [name.strip() for name in args.targets.split(",") if name.strip()]
     unknown = [name for name in names if name not in TARGETS]
@@ -621,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(scratch)
         results = {}
         for name in names:
-            results[name] = fuzz_target(name, args.seconds, engine, args.seed, work / name)
+            results[name] = fuzz_target(name, args.seconds, engine, args.seed, work / name, args.cases)
             print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
     print(json.dumps({name: {k: v for k, v in r.items() if k != "findings"} for name, r in results.items()}))
     return 0

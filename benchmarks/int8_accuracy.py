@@ -2,7 +2,8 @@
 
 Cases (each skipped, with the reason, when its model or data is missing):
 - ``flowers17-ft``: the fine-tuned Flowers-17 checkpoint (``runs/flowers-ft``), calibrated on 256
-  train images, evaluated on flowers17/valid;
+  train images, evaluated on flowers17/valid; ``flowers17-ft-v2``, ``flowers17-ft-v3-small`` and
+  ``flowers17-ft-v3-large-minimal`` the same for the family's fine-tunes (``runs/flowers-ft-<arch>``);
 - ``flowers17-relu6`` and ``flowers17-relu``: the ReLU6 / ReLU models trained from scratch with the
   same recipe and seed (``--recipe flowers17 [--act relu]``, ``runs/flowers-scratch[-relu]``),
   calibrated on 256 train images, evaluated on flowers17/valid (the seed article's ReLU6 claim);
@@ -60,6 +61,8 @@ GOOGLE = {
 }
 """Google's TFLite files per ImageNet case (V1 1.0-224 is a body file and a head file)."""
 OUT = ROOT / "docs" / "results" / "int8_accuracy.md"
+FAMILY_FINETUNES = {f"flowers17-ft-{a}": f"runs/flowers-ft-{a}" for a in ("v2", "v3-small", "v3-large-minimal")}
+"""Flowers-17 fine-tunes of the family's members: case -> run folder."""
 PATHS: dict[str, dict[str, Any]] = {
     "onnxruntime per-channel": {"format": "onnx", "per_channel": True},
     "onnxruntime per-tensor": {"format": "onnx", "per_channel": False},
@@ -200,7 +203,8 @@ def cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cases = ["flowers17-ft", "flowers17-relu6", "flowers17-relu", "cifar10-relu6", "cifar10-relu", *GOOGLE]
+    cases = ["flowers17-ft", *FAMILY_FINETUNES, "flowers17-relu6", "flowers17-relu", "cifar10-relu6", "cifar10-relu"]
+    cases += list(GOOGLE)
     parser.add_argument("--cases", default=",".join(cases))
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--latency", action="store_true", help="also batch-1 latency of float and int8 per runtime")
@@ -220,6 +224,10 @@ def main() -> None:
         work = Path(tmp)
         builders = {
             "flowers17-ft": lambda: checkpoint_case("flowers17-ft", "runs/flowers-ft", "flowers17", "valid"),
+            **{
+                name: (lambda name=name, run=run: checkpoint_case(name, run, "flowers17", "valid"))
+                for name, run in FAMILY_FINETUNES.items()
+            },
             "flowers17-relu6": lambda: checkpoint_case("flowers17-relu6", "runs/flowers-scratch", "flowers17", "valid"),
             "flowers17-relu": lambda: checkpoint_case(
                 "flowers17-relu", "runs/flowers-scratch-relu", "flowers17", "valid"

@@ -52,14 +52,3 @@ def serve_source(tmp_path_factory: pytest.TempPathFactory) -> str:
     model = create_model("mobilenet_v1", width_mult=0.25, num_classes=10).eval()
     card = ModelCard("mobilenet_v1", classes=tuple(f"class{i}" for i in range(10)), input_size=64, source="test")
     return str(save_native(model, card, tmp_path_factory.mktemp("serve") / "tiny.safetensors"))
-
-
-RUN_LAST = ("test_family.py", "test_bench.py", "test_openvino.py")
-"""Modules that run OpenVINO in the test process (``run_bench`` measures OpenVINO's GEMM peak): its CPU
-plugin's thread pool does not survive a ``fork`` (a later DataLoader with worker processes, or a
-multiprocessing child, crashes the process), so they run after every other."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move the tests of :data:`RUN_LAST` to the end, keeping each group's order."""
-    items.sort(key=lambda item: item.path.name in RUN_LAST)

@@ -27,7 +27,8 @@ def onnx_export() -> None:
 @pytest.mark.usefixtures("onnx_export")
 def test_rows_have_consistent_statistics() -> None:
     backends = ["eager", "channels_last", "onnxruntime", "onnxruntime-int8"]
-    rows, skips, facts = run_bench(["mobilenet_v1_025_128"], backends, [1, 3], resolution=64, threads=1, runs=20)
+    subject = load_subject("mobilenet_v1_025_128", 64)  # a module, as `export --format auto` and serve pass it
+    rows, skips, facts = run_bench([subject], backends, [1, 3], resolution=64, threads=1, runs=20)
     assert not skips and facts["threads"] == 1 and facts["fp32_peak_gops"] > 0 and facts["int8_peak_gops"] > 0
     assert facts["cpu"]["model"] and facts["over_floor"] == []
     assert [(r.backend, r.batch) for r in rows] == [(b, n) for b in backends for n in (1, 3)]

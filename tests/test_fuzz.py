@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -234,3 +235,34 @@ def test_card_of_earlier_files_with_wrong_types(tmp_path: Path, text: str) -> No
     with pytest.raises(ExportError) as err:
         read_exported_card(program)
     assert "malformed model card" in _one_line(err)
+
+
+def test_keras_reads_variable_length_names_in_a_bounded_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """h5py writes a list of names as variable-length strings (Keras 3 files have them); a damaged one kept
+    libhdf5 busy for minutes in native code, so the read runs in a child process with a time limit."""
+    h5py = pytest.importorskip("h5py")
+    from mobilenet.weights import keras
+
+    path = tmp_path / "vlen.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"conv1"]  # variable-length, as h5py 3 stores a list
+        f.create_group("conv1")["kernel:0"] = np.ones((1, 1, 3, 8), np.float32)
+    assert keras.read_keras(path)["conv1/kernel"].sum() == 24
+    slow = tmp_path / "slow_reader.py"
+    slow.write_text("import time\ntime.sleep(60)\n")  # stands for libhdf5 stuck in native code
+    monkeypatch.setattr(keras, "READER", slow)
+    monkeypatch.setattr(keras, "READ_SECONDS", 1)
+    start = time.monotonic()
+    with pytest.raises(WeightsError) as err:
+        keras.read_keras(path)
+    assert _one_line(err) == f"{path}: refused: HDF5 did not finish reading it in 1 s"
+    assert time.monotonic() - start < 10
+    greedy = tmp_path / "greedy_reader.py"
+    greedy.write_text(
+        "import resource, sys\nlimit = int(sys.argv[3])\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\nb = bytearray(2 * limit)\n"
+    )
+    monkeypatch.setattr(keras, "READER", greedy)
+    with pytest.raises(WeightsError) as err:
+        keras.read_keras(path)
+    assert "the HDF5 reader failed (MemoryError)" in _one_line(err)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
-from mobilenet.serve import ServeConfig  # noqa: E402 (after the skip when the extra is missing)
+from mobilenet.serve import ServeConfig, backends  # noqa: E402 (after the skip when the extra is missing)
 from mobilenet.serve.backends import choose_backend, model_name  # noqa: E402
 from mobilenet.serve.protocol import ProtocolError, parse_infer  # noqa: E402
 from mobilenet.serve.server import build_server  # noqa: E402
@@ -88,6 +89,7 @@ def parrot(shared_or_none: Path | None) -> bytes:
 def server(serve_source: str, one_thread: None) -> Iterator[str]:
     config = ServeConfig(
         {"m": serve_source},
+        backend="eager",
         port=free_port(),
         max_batch=4,
         max_queue=8,
@@ -267,7 +269,7 @@ def test_two_models_a_token_and_a_full_queue(serve_source: str, parrot: bytes, o
     """Every route but liveness needs the token; a full queue answers only 503 with Retry-After."""
     token = {"Authorization": "Bearer s3cret"}
     models = {"m": serve_source, "n": serve_source}
-    config = ServeConfig(models, port=free_port(), max_batch=1, max_queue=1, threads=1, token="s3cret")
+    config = ServeConfig(models, "eager", port=free_port(), max_batch=1, max_queue=1, threads=1, token="s3cret")
     with running(config, token) as url:
         assert requests.get(f"{url}/v2/health/live", timeout=5).status_code == 200
         for path in ("/", "/v2/health/ready", "/metrics", "/v1/models", "/v2/models/m"):
@@ -294,9 +296,12 @@ def test_two_models_a_token_and_a_full_queue(serve_source: str, parrot: bytes, o
 
 
 def test_backend_choice_and_names(tmp_path: Path) -> None:
-    assert choose_backend("weights.tflite") == "eager"
-    with pytest.raises(ConfigError, match="cannot run on onnxruntime"):
-        choose_backend("weights.tflite", "onnxruntime")
+    assert choose_backend("weights.tflite") == "auto"  # measured when loaded
+    assert choose_backend("weights.tflite", "openvino") == "openvino"
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    assert choose_backend(str(tmp_path / "m.onnx")) == "onnxruntime"
+    with pytest.raises(ConfigError, match="cannot run on openvino"):
+        choose_backend(str(tmp_path / "m.onnx"), "openvino")
     with pytest.raises(ConfigError, match="unknown backend"):
         choose_backend("weights.tflite", "tensorrt")
     assert model_name("../w/mobilenet_v1_0.75_192_quant.tflite") == "mobilenet_v1_0.75_192_quant"
@@ -305,6 +310,34 @@ def test_backend_choice_and_names(tmp_path: Path) -> None:
         ServeConfig({"../etc": "x"})
     with pytest.raises(ConfigError, match="--max-queue"):
         ServeConfig({"m": "x"}, max_queue=0)
+
+
+def test_weights_are_served_on_the_measured_runtime(
+    serve_source: str, parrot: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    """``auto`` exports weights for the fastest fp32 runtime measured here (stubbed: ONNX Runtime), once."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("MOBILENET_CACHE", str(tmp_path))
+    asked = []
+
+    def fastest(model: torch.nn.Module, precision: str, **kwargs: object) -> SimpleNamespace:
+        asked.append(precision)
+        return SimpleNamespace(export_format="onnx", describe=lambda: "onnxruntime (stub)")
+
+    monkeypatch.setattr(backends, "pick_backend", fastest)
+    served = backends.load_served(serve_source, "auto", threads=1)
+    assert asked == ["fp32"] and served.backend == "onnxruntime"
+    (exported,) = (tmp_path / backends.EXPORTS_DIR).glob("*.onnx")
+    made = exported.stat().st_mtime_ns
+    photo = tmp_path / "parrot.jpg"
+    photo.write_bytes(parrot)
+    (ours,) = served.predictor.predict_files([photo])
+    (eager,) = Predictor(*load(serve_source)).predict_files([photo])
+    assert [p["label"] for p in ours.topk] == [p["label"] for p in eager.topk]
+    assert ours.topk[0]["prob"] == pytest.approx(eager.topk[0]["prob"], abs=1e-3)
+    again = backends.load_served(serve_source, "onnxruntime", threads=1)
+    assert again.backend == "onnxruntime" and exported.stat().st_mtime_ns == made
+    assert list((tmp_path / backends.EXPORTS_DIR).iterdir()) == [exported]
 
 
 def test_protocol_rejects_malformed_binary_data(serve_source: str) -> None:

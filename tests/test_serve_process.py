@@ -62,7 +62,7 @@ def in_flight(url: str) -> float:
 def test_sigterm_finishes_requests_in_flight_and_exits_0(serve_source: str) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = start(serve_source, "--port", str(port), "--max-batch", "4")
+    process = start(serve_source, "--port", str(port), "--max-batch", "4", "--backend", "onnxruntime")
     try:
         wait_ready(url, process)
         files = [("f", (f"{i}.jpg", photo())) for i in range(8)]

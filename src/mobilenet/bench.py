@@ -45,11 +45,12 @@ from mobilenet.constants import DEFAULT_INPUT_SIZE
 from mobilenet.data.cache import cache_dir
 from mobilenet.errors import ConfigError, ExportError
 from mobilenet.export import compile_for_cpu, inference_model, quantize_pt2e
-from mobilenet.export.executorch_export import load_method, pte_program
+from mobilenet.export.executorch_export import load_method, lower_xnnpack, pte_program
 from mobilenet.export.metadata import require
 from mobilenet.export.onnx_export import DEFAULT_OPSET, onnx_proto, ort_runner
 from mobilenet.export.openvino_export import INSTALL as OPENVINO_INSTALL
 from mobilenet.export.openvino_export import ir_from_onnx, ov_runner, quantize_ir
+from mobilenet.export.pt2e import make_quantizer
 from mobilenet.export.quantize import quantize_onnx_file
 from mobilenet.fileio import atomic_write, atomic_write_text
 from mobilenet.load import load
@@ -237,10 +238,11 @@ quantizing the input)."""
 def gemm_peaks(threads: int, repeats: int = 6) -> dict[str, dict[str, float]]:
     """``{"fp32": {implementation: FLOP/s}, "int8": {...}}``: each runtime's best square GEMM with ``threads``.
 
-    fp32: ``torch.mm`` (oneDNN / MKL), ONNX Runtime's ``MatMul`` (MLAS) and OpenVINO's fully
-    connected layer (oneDNN, fp32 inference precision). int8 (u8/s8 x s8, int32 sums): PyTorch's
-    ``_int_mm`` (oneDNN), ONNX Runtime's ``MatMulInteger`` (MLAS, the kernels of its int8
-    convolutions) and OpenVINO's int8 fully connected layer (VNNI or AMX where the CPU has them).
+    fp32: ``torch.mm`` (oneDNN / MKL), ONNX Runtime's ``MatMul`` (MLAS), OpenVINO's fully
+    connected layer (oneDNN, fp32 inference precision) and ExecuTorch's (XNNPACK). int8 (u8/s8 x s8,
+    int32 sums): PyTorch's ``_int_mm`` (oneDNN), ONNX Runtime's ``MatMulInteger`` (MLAS, the kernels
+    of its int8 convolutions), OpenVINO's int8 fully connected layer (VNNI or AMX where the CPU has
+    them) and XNNPACK's (PT2E-quantized, as ``executorch-int8``).
     Each rate is the fastest of ``repeats`` calls at the best of :data:`GEMM_SIZES`; a runtime that
     is not installed is left out.
     """
@@ -316,13 +318,37 @@ def _openvino_gemm(int8: bool) -> Callable[[int, int], tuple[Run, torch.Tensor]]
     return make
 
 
+def _xnnpack_gemm(int8: bool) -> Callable[[int, int], tuple[Run, torch.Tensor]]:
+    """ExecuTorch's XNNPACK fully connected layer; int8: quantized by PT2E's XNNPACK quantizer (static,
+    per-channel weights), as ``executorch-int8`` quantizes networks. Threads: set by :func:`run_bench`."""
+
+    def make(size: int, threads: int) -> tuple[Run, torch.Tensor]:
+        pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "torchao")
+        x = torch.randn(size, size)
+        linear: nn.Module = nn.Linear(size, size, bias=False).eval()
+        if int8:
+            prepared = pt2e.prepare_pt2e(torch.export.export(linear, (x,)).module(), make_quantizer("xnnpack"))
+            prepared(x)
+            linear = pt2e.convert_pt2e(prepared)
+        program = lower_xnnpack(torch.export.export(linear, (x,)))
+        with tempfile.TemporaryDirectory() as work:
+            path = Path(work) / "peak.pte"
+            path.write_bytes(program)
+            method = load_method(path)
+        return lambda t: method.execute([t]), x
+
+    return make
+
+
 GEMMS = (
     ("fp32", "torch.mm (oneDNN/MKL)", _torch_gemm(False)),
     ("fp32", "onnxruntime MatMul (MLAS)", _onnxruntime_gemm(False)),
     ("fp32", "openvino FullyConnected", _openvino_gemm(False)),
+    ("fp32", "executorch XNNPACK FullyConnected", _xnnpack_gemm(False)),
     ("int8", "torch._int_mm (oneDNN)", _torch_gemm(True)),
     ("int8", "onnxruntime MatMulInteger (MLAS)", _onnxruntime_gemm(True)),
     ("int8", "openvino FullyConnected int8", _openvino_gemm(True)),
+    ("int8", "executorch XNNPACK FullyConnected int8", _xnnpack_gemm(True)),
 )
 """(precision, name, maker) of every GEMM the peaks are measured with."""
 
@@ -466,7 +492,9 @@ def run_bench(
     GEMM measured).
     """
     check_backends(backends)
-    check_models(m for m in models if isinstance(m, str))
+    named = [m for m in models if isinstance(m, str)]
+    if named or not models:  # Subjects (modules already loaded) need no name
+        check_models(named)
     if runs < 20:
         raise ConfigError(f"--runs must be at least 20 (batch 1 statistics), got {runs}")
     threads = threads or default_threads()
@@ -675,11 +703,12 @@ def pick_backend(
 def machine_key(threads: int) -> str:
     """What decides which backend is fastest here: CPU model and flags, threads, the runtimes' versions."""
     cpu = cpu_info()
-    versions = " ".join(f"{name}={_version(name)}" for name in RUNTIME_PACKAGES)
+    versions = " ".join(f"{name}={package_version(name)}" for name in RUNTIME_PACKAGES)
     return f"{cpu.model} [{' '.join(cpu.flags)}] | {threads} threads | {versions}"
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """The installed version of ``package``, or ``absent``."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:

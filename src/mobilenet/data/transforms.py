@@ -1,7 +1,7 @@
 """Training and evaluation transforms, normalisation statistics and batch mixing.
 
 Every transform is a ``torchvision.transforms.v2`` pipeline on a uint8 ``CxHxW`` tensor that
-ends with ``ToDtype(float32, scale=True)`` and ``Normalize(mean, std)``. Two kinds of data:
+ends with :class:`ToNormalizedFloat`: ``(x / 255 - mean) / std`` in float32. Two kinds of data:
 
 - ``small`` images (at most 64 px, CIFAR-10, Fashion-MNIST): train with pad-and-random-crop and
   a horizontal flip, the CIFAR recipe of the ResNet paper (4 px of padding at 32 px); evaluate
@@ -81,8 +81,30 @@ def small_padding(resolution: int) -> int:
     return max(1, round(resolution * SMALL_PADDING_FRACTION))
 
 
-def _to_normalized_float(mean: Stats, std: Stats) -> list[v2.Transform]:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+class ToNormalizedFloat(torch.nn.Module):
+    """uint8 pixels to float32 ``(x / 255 - mean) / std`` per channel, as one multiply-add.
+
+    The same values as ``ToDtype(float32, scale=True)`` then ``Normalize(mean, std)`` (to float32
+    rounding) in a third of the time: for a server that decodes every request, the normalisation
+    was the largest part of preparing a 224 px image. A float input is taken as already in [0, 1].
+    """
+
+    def __init__(self, mean: Stats, std: Stats) -> None:
+        super().__init__()
+        mean_, std_ = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+        self.scale = (1 / (255 * std_)).float().view(-1, 1, 1)
+        self.shift = (-mean_ / std_).float().view(-1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.scale * 255 if x.is_floating_point() else self.scale
+        return torch.addcmul(self.shift, x.to(torch.float32), scale)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale.flatten().tolist()}, shift={self.shift.flatten().tolist()}"
+
+
+def _to_normalized_float(mean: Stats, std: Stats) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    return [ToNormalizedFloat(mean, std)]
 
 
 def eval_transform(

@@ -100,13 +100,17 @@ def pte_program(
 
     Raises :class:`ExportError` naming the operator when the model uses one that ExecuTorch cannot express.
     """
-    exir = require("executorch.exir", INSTALL)
-    xnnpack = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", INSTALL)
     if calib_images is not None:
         graph = quantize_pt2e(graph, calib_images, "xnnpack", per_channel=per_channel, max_batch=max_batch)
     # Traced at the largest batch: ExecuTorch's runtime refuses inputs past a bound derived from the
     # example (traced at batch 2, batches of 16 and more fail with error 0x10 even below max_batch).
-    program = capture(graph, resolution, max_batch, example_batch=max_batch)
+    return lower_xnnpack(capture(graph, resolution, max_batch, example_batch=max_batch))
+
+
+def lower_xnnpack(program: torch.export.ExportedProgram) -> bytes:
+    """An exported program lowered to ExecuTorch with XNNPACK's partitioner, serialised as a ``.pte``."""
+    exir = require("executorch.exir", INSTALL)
+    xnnpack = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", INSTALL)
     try:
         lowered = exir.to_edge_transform_and_lower(program, partitioner=[xnnpack.XnnpackPartitioner()])
     except Exception as err:  # exir's SpecViolationError names an operator outside its opset

@@ -195,7 +195,13 @@ def ov_runner(model: Any, threads: int | None = None) -> Callable[[torch.Tensor]
     except RuntimeError as err:
         raise ExportError(f"OpenVINO cannot compile the model: {str(err).strip().splitlines()[-1]}") from err
     request = compiled.create_infer_request()
-    return lambda x: torch.from_numpy(request.infer([x.numpy()])[0].copy())
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        # shared: OpenVINO reads the batch in place and returns a view of its output (copied before the next call)
+        out = request.infer({0: x.contiguous().numpy()}, share_inputs=True, share_outputs=True)
+        return torch.from_numpy(out[0].copy())
+
+    return run
 
 
 class OpenVinoClassifier(ExportedClassifier):

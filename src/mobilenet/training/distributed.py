@@ -84,6 +84,19 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def broadcast_buffers(module: nn.Module) -> None:
+    """Every process takes process 0's buffers of ``module`` (a no-op for one process).
+
+    For the EMA: it averages BatchNorm's running statistics, which each process updates from its
+    own images, so without this each process's EMA drifts from process 0's, the one checkpoints
+    keep. Synchronised after every epoch, every process validates the EMA that is saved, and a
+    group restarted from a checkpoint continues exactly as the uninterrupted one.
+    """
+    if dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, 0)
+
+
 def all_succeeded(ok: bool, device: torch.device) -> bool:
     """Whether every process reports ``ok``; every process waits here for all the others."""
     failures = all_reduce_sum(torch.tensor([0.0 if ok else 1.0], device=device))

@@ -59,6 +59,7 @@ from mobilenet.training.distributed import (
     Runtime,
     all_reduce_sum,
     all_succeeded,
+    broadcast_buffers,
     convert_sync_batchnorm,
     setup,
 )
@@ -174,6 +175,8 @@ def fit(state: TrainState, loop: Loop, checkpoints: Checkpoints | None = None) -
         loop.sampler.set_epoch(epoch)
         lr = state.optimizer.param_groups[0]["lr"]
         stats = _train_epoch(state, loop, epoch)
+        if state.ema is not None:
+            broadcast_buffers(state.ema)
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": stats.loss, "train_top1": stats.top1}
         candidates = {"model": state.model}
         if loop.val_loader is not None:

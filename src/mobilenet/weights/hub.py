@@ -20,12 +20,12 @@ Offline, each raises a :class:`WeightsError` naming the file to fetch and how to
 
 from __future__ import annotations
 
-import os
 import shutil
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from mobilenet.data.cache import cache_dir
 from mobilenet.errors import WeightsError
 from mobilenet.fileio import atomic_write
 from mobilenet.weights.formats import one_line, optional_import
@@ -160,11 +160,6 @@ def _keras_v2_v3_filename(variant: str) -> str:
         f"one of {', '.join(KERAS_V2_SIZES)}) or v3_MODEL_ALPHA (MODEL one of {', '.join(KERAS_V3_MODELS)}, ALPHA "
         f"1.0 or 0.75; minimalistic 1.0 only), each optionally ending in _no_top"
     )
-
-
-def cache_dir() -> Path:
-    """Where downloads are kept: ``$MOBILENET_CACHE`` or ``~/.cache/mobilenet``."""
-    return Path(os.environ.get("MOBILENET_CACHE") or Path.home() / ".cache" / "mobilenet")
 
 
 def _download(url: str, filename: str) -> Path:
