@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import resource
+import struct
 import subprocess
 import sys
 import time
@@ -266,3 +268,43 @@ def test_keras_reads_variable_length_names_in_a_bounded_child(tmp_path: Path, mo
     with pytest.raises(WeightsError) as err:
         keras.read_keras(path)
     assert "the HDF5 reader failed (MemoryError)" in _one_line(err)
+
+
+def test_infer_request_with_non_ascii_base64_is_a_400(tmp_path: Path) -> None:
+    """``base64.b64decode`` raises ValueError, not binascii.Error, for characters outside ASCII."""
+    pytest.importorskip("starlette")
+    body = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["caf\u00e9"]}]})
+    case = tmp_path / "case.req"
+    case.write_bytes(b"-\n" + body.encode())
+    with pytest.raises(ConfigError, match="400: input 'image': an element is not valid base64"):
+        fuzz.TARGETS["infer_request"].read(case)
+
+
+def test_tflite_scale_vector_longer_than_the_file_is_refused_unallocated(tmp_path: Path) -> None:
+    """A quantization claiming 845M scales without zero points made the reader allocate 6.3 GiB of zeros."""
+    seeds = fuzz.tflite(tmp_path)
+    if not seeds:
+        pytest.skip("the seed comes from ../shared, which is absent")
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    flatbuffers = pytest.importorskip("flatbuffers")
+    model = schema.ModelT.InitFromPackedBuf(seeds[0], 0)
+    weights = model.subgraphs[0].tensors[model.subgraphs[0].operators[0].inputs[1]]
+    marker = [1.25, 2.5, 3.75]
+    weights.quantization.scale, weights.quantization.zeroPoint = marker, None
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    packed = bytes(builder.Output())
+    vector = struct.pack("<I3f", 3, *marker)
+    assert packed.count(vector) == 1
+    path = tmp_path / "claims.tflite"
+    path.write_bytes(packed.replace(vector, struct.pack("<I3f", 845_112_370, *marker)))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as status:
+        in_use = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (in_use + 2**31, hard))  # 2 GiB more: the 6.3 GiB would fail
+    try:
+        with pytest.raises(WeightsError) as err:
+            fuzz.TARGETS["tflite"].read(path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert "truncated or corrupt TFLite file (ValueError: buffer is smaller than requested size)" in _one_line(err)

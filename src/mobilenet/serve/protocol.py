@@ -174,7 +174,7 @@ def _b64(item: Any) -> bytes:
         raise ProtocolError(f"input {IMAGE_INPUT!r}: in JSON each image is a base64 string, got {type(item).__name__}")
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: characters outside ASCII
         raise ProtocolError(f"input {IMAGE_INPUT!r}: an element is not valid base64") from None
 
 

@@ -186,5 +186,6 @@ def _quantization(tensor: Any) -> tuple[np.ndarray, np.ndarray] | None:
     quant = tensor.Quantization()
     if quant is None or quant.ScaleLength() == 0:
         return None
-    zero = quant.ZeroPointAsNumpy() if quant.ZeroPointLength() else np.zeros(quant.ScaleLength())
-    return quant.ScaleAsNumpy().astype(np.float64), np.asarray(zero, dtype=np.float64)
+    scale = quant.ScaleAsNumpy()  # a view of the file: a length the file cannot hold fails here, unallocated
+    zero = quant.ZeroPointAsNumpy() if quant.ZeroPointLength() else np.zeros(scale.size)
+    return scale.astype(np.float64), np.asarray(zero, dtype=np.float64)
