@@ -110,6 +110,19 @@ def _read_keras(path: Path) -> Any:
     return _read_weights(path)
 
 
+def _read_hdf5_in_process(path: Path) -> Any:
+    """The child's own reading (``weights/hdf5_reader.py``) run in this process, for speed: a user's read
+    starts a process per file (under 10 cases a second here); its exceptions are the child's one-line
+    exit, so what this target can find is what the child's limits contain: hangs and memory."""
+    from mobilenet.errors import WeightsError
+    from mobilenet.weights import hdf5_reader
+
+    try:
+        return hdf5_reader.read(str(path))
+    except Exception as err:  # the child prints it as one line and exits 2
+        raise WeightsError(f"{type(err).__name__}: {err}") from None
+
+
 def _read_tflite(path: Path) -> Any:
     """A TFLite file's graph (the operators and dequantized weights that the converters then match)."""
     from mobilenet.weights.formats import detect_format
@@ -283,6 +296,12 @@ def keras_h5(work: Path) -> list[bytes]:
         "conv_dw_1": {"depthwise_kernel": rng.standard_normal((3, 3, 8, 1), dtype=np.float32)},
     }
     return [_written(lambda p, whole=whole: keras_file(p, layers, whole), work, f"k{whole}.h5") for whole in (0, 1)]
+
+
+@target(".h5", _read_hdf5_in_process, "mobilenet.weights.hdf5_reader", "h5py")
+def keras_h5_parser(work: Path) -> list[bytes]:
+    """The seeds of :func:`keras_h5`."""
+    return keras_h5(work)
 
 
 @target(".safetensors", _read_weights, "safetensors")
