@@ -50,5 +50,10 @@ def serve_source(tmp_path_factory: pytest.TempPathFactory) -> str:
     from mobilenet.weights.native import save_native
 
     model = create_model("mobilenet_v1", width_mult=0.25, num_classes=10).eval()
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():  # a zero-initialised classifier ties every class: top-1 would be arbitrary
+        generator = torch.Generator().manual_seed(0)
+        head.weight.normal_(0.0, 1.0, generator=generator)
+        head.bias.normal_(0.0, 1.0, generator=generator)
     card = ModelCard("mobilenet_v1", classes=tuple(f"class{i}" for i in range(10)), input_size=64, source="test")
     return str(save_native(model, card, tmp_path_factory.mktemp("serve") / "tiny.safetensors"))
