@@ -125,11 +125,11 @@ def ort_runner(path: str | Path, threads: int | None = None) -> Callable[[torch.
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        runtime = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # ONNX Runtime's Fail / InvalidGraph carry the reason
         raise ExportError(f"ONNX Runtime cannot load {path}: {err}") from err
-    name = session.get_inputs()[0].name
-    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+    name = runtime.get_inputs()[0].name
+    return lambda x: torch.from_numpy(runtime.run(None, {name: x.numpy()})[0])
 
 
 class OnnxClassifier(ExportedClassifier):

@@ -26,7 +26,7 @@ class ServeConfig:
     workers: int = 1
     """Instances of each model, each running its batches in its own thread."""
     threads: int | None = None
-    """Intra-op threads (PyTorch's, each ONNX Runtime session's) and image-decoding threads; None: all cores."""
+    """Intra-op threads (PyTorch's, each ONNX Runtime model's) and image-decoding threads; None: all cores."""
     token: str | None = None
     max_body_bytes: int = 20 * 2**20
     read_timeout_s: float = 30.0
