@@ -38,9 +38,10 @@ test: $(STAMP) data browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	@# Test modules are shared between worker processes (one per core, at most 4), a module to a worker.
 	@# The modules that run OpenVINO in-process each run in a process of their own: its thread pool
 	@# does not survive a later fork (DataLoader workers) in the same process.
-	@status=0; $(BIN)/pytest $(addprefix --ignore=tests/,$(OPENVINO_MODULES)) || status=1; \
+	@status=0; $(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile $(addprefix --ignore=tests/,$(OPENVINO_MODULES)) || status=1; \
 	for module in $(OPENVINO_MODULES); do $(BIN)/pytest tests/$$module || status=1; done; exit $$status
 
 format: $(STAMP)

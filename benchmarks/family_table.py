@@ -3,8 +3,14 @@
 Writes the results file ``mobilenet compare`` reads (``docs/results/family.json``), each group
 of figures with the date, CPU and command:
 
-- ``latency``: ``mobilenet bench`` at batch 1 for every member on every backend installed; the
-  fastest fp32 and int8 backend of each (median of ``--runs`` calls, one run, the same threads);
+- ``latency``: ``mobilenet bench`` at batch 1 for every member (at its own resolution) on every
+  backend installed; the fastest fp32 and int8 backend of each (median of ``--runs`` calls, one
+  run, the same threads). The same architectures from torchvision and timm run beside them; the
+  table of the whole run goes to ``--table`` (docs/results/bench_family.md);
+- ``versus``: ours against the same architecture from torchvision / timm on every backend, the two
+  called in turn call by call (a table, ``--versus-table``: docs/results/bench_versus.md; the
+  latency group's rows are timed minutes apart, and this machine's speed drifts by more than the
+  differences between two builds of one architecture);
 - ``top1_sample``: ``mobilenet eval`` of Google's TFLite weights (converted to float) on the
   300-image ImageNet sample, for the members Google published files of;
 - ``flowers17`` (``--flowers NAME=RUN,...``): ``mobilenet eval`` of fine-tuned runs on
@@ -21,11 +27,30 @@ import io
 import json
 import os
 import shlex
+import statistics
 import sys
 import tempfile
+from datetime import date
 from pathlib import Path
+from typing import Any
 
-from mobilenet.bench import BACKENDS, cpu_info, run_bench
+import torch
+
+from mobilenet.bench import (
+    BACKENDS,
+    CALIB_IMAGES,
+    Row,
+    Skip,
+    build,
+    cpu_info,
+    default_threads,
+    load_subject,
+    registry_size,
+    run_bench,
+    set_threads,
+    table,
+    time_interleaved,
+)
 from mobilenet.cli import main as cli
 from mobilenet.compare import DEFAULT_RESULTS, FAMILY, record
 from mobilenet.load import load
@@ -44,7 +69,13 @@ GOOGLE = {  # family member: Google's file(s) of it
     "mobilenet_v3_small": ("v3-small_224_1.0_uint8.tflite",),
     "mobilenet_v3_large_minimal": ("v3-large-minimalistic_224_1.0_uint8.tflite",),
 }
-GROUPS = ("latency", "top1_sample", "flowers17")
+PEERS = {  # family member: the same architecture from the libraries users compare with
+    "mobilenet_v1_100_224": "timm:mobilenetv1_100",
+    "mobilenet_v2_100_224": "torchvision:mobilenet_v2",
+    "mobilenet_v3_large": "torchvision:mobilenet_v3_large",
+    "mobilenet_v3_small": "torchvision:mobilenet_v3_small",
+}
+GROUPS = ("latency", "versus", "top1_sample", "flowers17")
 
 
 def eval_top1(args: list[str]) -> float:
@@ -70,9 +101,17 @@ def one_file(files: tuple[str, ...], work: Path) -> str:
     return str(save_native(model, card, work / "joined.safetensors"))
 
 
-def latency(models: list[str], runs: int, threads: int | None) -> tuple[dict[str, dict], str]:
-    """The fastest fp32 and int8 backend of each model at batch 1, and the CPU it ran on."""
-    rows, skips, facts = run_bench(models, BACKENDS, (1,), threads=threads, runs=runs, log=print)
+def latency(
+    models: list[str], backends: list[str], peers: bool, runs: int, threads: int | None, table_path: Path
+) -> tuple[dict[str, dict], str]:
+    """The fastest fp32 and int8 backend of each model at batch 1 (each at its own resolution), and the CPU.
+
+    With ``peers``, the same architecture from torchvision / timm (:data:`PEERS`) runs in the same
+    run on every backend; the whole run and the ours-against-peer table go to ``table_path``.
+    """
+    named = models + [PEERS[m] for m in models if peers and m in PEERS]
+    subjects = [load_subject(name, registry_size(name)) for name in named]
+    rows, skips, facts = run_bench(subjects, backends, (1,), threads=threads, runs=runs, log=print)
     for skip in skips:
         print(f"skipped {skip.model} / {skip.backend}: {skip.reason}")
     figures: dict[str, dict] = {}
@@ -84,7 +123,78 @@ def latency(models: list[str], runs: int, threads: int | None) -> tuple[dict[str
                 figures.setdefault(model, {}).update(
                     {f"{precision}_ms": round(best.median_ms, 3), f"{precision}_backend": best.backend}
                 )
+    table_path.write_text(family_bench_table(rows, skips, facts, figures), encoding="utf-8")
+    print(f"wrote {table_path}")
     return figures, f"{cpu_line(facts['cpu'])}, {facts['threads']} threads"
+
+
+def versus_peers(
+    models: list[str], backends: list[str], calls: int, threads: int | None, table_path: Path
+) -> list[dict[str, Any]]:
+    """Ours against the same architecture elsewhere (:data:`PEERS`) on every backend, timed call by call
+    in turn at batch 1 (:func:`~mobilenet.bench.time_interleaved`); the table goes to ``table_path``."""
+    threads = threads or default_threads()
+    set_threads(threads)
+    results: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for model in [m for m in models if m in PEERS]:
+        subjects = [load_subject(name, registry_size(name)) for name in (model, PEERS[model])]
+        size = subjects[0].resolution
+        calib = torch.rand(CALIB_IMAGES, 3, size, size) * 4 - 2
+        x = torch.rand(1, 3, size, size)
+        for backend in backends:
+            print(f"{model} against {PEERS[model]} / {backend}", flush=True)
+            torch._dynamo.reset()
+            with tempfile.TemporaryDirectory() as work:
+                try:
+                    runs = []
+                    for index, subject in enumerate(subjects):
+                        (Path(work) / str(index)).mkdir()
+                        runs.append(build(backend, subject, size, calib, Path(work) / str(index), threads))
+                except Exception as err:  # a backend that cannot build one of the pair: named, not fatal
+                    skipped.append(f"skipped {model} / {backend}: {type(err).__name__}: {str(err)[:150]}")
+                    continue
+                ours, peer = (statistics.median(t) * 1e3 for t in time_interleaved(runs, x, 5, calls))
+            results.append({"ours": model, "peer": PEERS[model], "backend": backend, "ours_ms": ours, "peer_ms": peer})
+    cpu = cpu_line(cpu_info().describe())
+    lines = [
+        "# Ours against the same architecture elsewhere, call by call",
+        "",
+        f"Batch 1, {threads} threads, median of {calls} calls each, the two models called in turn; {cpu}; "
+        f"{date.today().isoformat()}.",
+        "",
+        "| ours | peer | backend | ours ms | peer ms | peer / ours |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['ours']} | {r['peer']} | {r['backend']} | {r['ours_ms']:.2f} | {r['peer_ms']:.2f} | "
+        f"{r['peer_ms'] / r['ours_ms']:.2f}x |"
+        for r in results
+    ]
+    table_path.write_text("\n".join([*lines, "", *skipped, ""]), encoding="utf-8")
+    print(f"wrote {table_path}")
+    return results
+
+
+def family_bench_table(rows: list[Row], skips: list[Skip], facts: dict, figures: dict[str, dict]) -> str:
+    """Markdown: ours against the same architecture elsewhere per backend, best int8 against best fp32, every row."""
+    median = {(r.model, r.backend): r.median_ms for r in rows}
+    lines = ["# The family at batch 1, every backend", "", "## Ours against the same architecture elsewhere", ""]
+    lines += ["| ours | peer | backend | ours ms | peer ms | peer / ours |", "|---|---|---|---|---|---|"]
+    for model, peer in PEERS.items():
+        for backend in BACKENDS:
+            if (model, backend) in median and (peer, backend) in median:
+                ours, theirs = median[model, backend], median[peer, backend]
+                lines.append(f"| {model} | {peer} | {backend} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.2f}x |")
+    lines += ["", "## Best int8 against best fp32 (ours)", ""]
+    lines += ["| model | best fp32 | ms | best int8 | ms | fp32 / int8 |", "|---|---|---|---|---|---|"]
+    for model, best in figures.items():
+        if "fp32_ms" in best and "int8_ms" in best:
+            lines.append(
+                f"| {model} | {best['fp32_backend']} | {best['fp32_ms']:.2f} | {best['int8_backend']} | "
+                f"{best['int8_ms']:.2f} | {best['fp32_ms'] / best['int8_ms']:.2f}x |"
+            )
+    return "\n".join([*lines, "", "## Every row", "", table(rows, skips, facts), ""])
 
 
 def main() -> int:
@@ -92,6 +202,10 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(FAMILY), help="comma-separated registry names")
     parser.add_argument("--skip", default="", help=f"groups not to measure: {', '.join(GROUPS)}")
     parser.add_argument("--flowers", default="", help="NAME=RUN_FOLDER,... fine-tuned Flowers-17 runs")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated (default: all)")
+    parser.add_argument("--no-peers", action="store_true", help="time ours only (no torchvision / timm rows)")
+    parser.add_argument("--table", type=Path, default=ROOT / "docs" / "results" / "bench_family.md")
+    parser.add_argument("--versus-table", type=Path, default=ROOT / "docs" / "results" / "bench_versus.md")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--results", type=Path, default=ROOT / DEFAULT_RESULTS)
@@ -100,8 +214,10 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     command = "python benchmarks/family_table.py " + shlex.join(sys.argv[1:])
     if "latency" not in skip:
-        figures, cpu = latency(models, args.runs, args.threads)
+        figures, cpu = latency(models, args.backends.split(","), not args.no_peers, args.runs, args.threads, args.table)
         record(args.results, "latency", figures, cpu, command)
+    if "versus" not in skip:
+        versus_peers(models, args.backends.split(","), args.runs, args.threads, args.versus_table)
     cpu = cpu_line(cpu_info().describe())
     if "top1_sample" not in skip and TFLITE.is_dir():
         sample = str(DATA / "imagenet-val-sample")

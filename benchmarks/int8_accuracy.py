@@ -19,9 +19,10 @@ Paths: ONNX Runtime QDQ with per-channel and per-tensor weights, PT2E with the x
 float ONNX file. With ``--latency`` each runtime's float file is exported too (its largest logit
 difference from PyTorch is printed) and the batch-1 latency of float and int8 is measured per
 runtime, in the same run (median of ``--runs`` calls). Output: stdout and
-``docs/results/int8_accuracy.md``.
+``docs/results/int8_accuracy.md``; with ``--record``, the ImageNet cases' drops go into
+``mobilenet compare``'s results file (docs/results/family.json) as their members' int8 drop.
 
-Run: .venv/bin/python benchmarks/int8_accuracy.py [--cases flowers17-ft,imagenet-v3-small,...] [--latency]
+Run: .venv/bin/python benchmarks/int8_accuracy.py [--cases flowers17-ft,imagenet-v3-small,...] [--latency] [--record]
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import argparse
 import csv
 import os
 import platform
+import shlex
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ import torch
 
 from mobilenet.bench import time_runs
 from mobilenet.card import ModelCard
+from mobilenet.compare import DEFAULT_RESULTS, read_results, record
 from mobilenet.data import load_eval_folder
 from mobilenet.evaluate import evaluate
 from mobilenet.export import export
@@ -60,6 +64,20 @@ GOOGLE = {
     "imagenet-v3-large-minimal": ("v3-large-minimalistic_224_1.0_uint8.tflite",),
 }
 """Google's TFLite files per ImageNet case (V1 1.0-224 is a body file and a head file)."""
+MEMBERS = {
+    "imagenet-sample": "mobilenet_v1_100_224",
+    "imagenet-v2": "mobilenet_v2_100_224",
+    "imagenet-v3-small": "mobilenet_v3_small",
+    "imagenet-v3-large-minimal": "mobilenet_v3_large_minimal",
+}
+"""The family member (``mobilenet compare``'s row) of each ImageNet case."""
+BACKEND_PATHS = {
+    "onnxruntime-int8": "onnxruntime per-channel",
+    "pt2e-int8": "pt2e x86 (.pt2)",
+    "executorch-int8": "pt2e xnnpack (.pte)",
+    "openvino-int8": "openvino nncf",
+}
+"""The int8 path behind each int8 backend of ``mobilenet bench``."""
 OUT = ROOT / "docs" / "results" / "int8_accuracy.md"
 FAMILY_FINETUNES = {f"flowers17-ft-{a}": f"runs/flowers-ft-{a}" for a in ("v2", "v3-small", "v3-large-minimal")}
 """Flowers-17 fine-tunes of the family's members: case -> run folder."""
@@ -150,14 +168,18 @@ def max_difference(file: Path, case: Case) -> float:
         return (runtime(x) - case.model(x)[:, case.card.label_offset :]).abs().max().item()
 
 
-def run_case(case: Case, work: Path, paths: list[str], runs: int | None) -> tuple[list[str], list[str]]:
-    """The accuracy rows of ``case`` and, with ``runs``, its latency rows (float vs int8 per runtime)."""
+def run_case(
+    case: Case, work: Path, paths: list[str], runs: int | None
+) -> tuple[list[str], list[str], dict[str, float]]:
+    """The accuracy rows of ``case``, with ``runs`` its latency rows (float vs int8 per runtime), and each
+    path's drop in points."""
     float_files = {"onnx": work / f"{case.name}.onnx"}
     export(case.model, float_files["onnx"], "onnx", card=case.card)
     base, n, seconds = top1(float_files["onnx"], case)
     print(f"{case.name}: float {base:.2%} on {n} images ({seconds:.0f} s)", flush=True)
     lines = [f"| {case.name} | float (ONNX Runtime fp32) | {base:.2%} | - | {n} |"]
     latency: list[str] = []
+    drops: dict[str, float] = {}
     for path in paths:
         options = PATHS[path]
         fmt = options["format"]
@@ -176,6 +198,7 @@ def run_case(case: Case, work: Path, paths: list[str], runs: int | None) -> tupl
         acc, n, seconds = top1(out, case)
         print(f"{case.name}: {path} {acc:.2%} (drop {100 * (base - acc):+.2f} points, {seconds:.0f} s)", flush=True)
         lines.append(f"| {case.name} | {path} | {acc:.2%} | {100 * (base - acc):.2f} | {n} |")
+        drops[path] = round(100 * (base - acc), 2)
         if runs:
             if fmt not in float_files:
                 float_files[fmt] = work / f"{case.name}.{SUFFIXES[fmt]}"
@@ -186,7 +209,25 @@ def run_case(case: Case, work: Path, paths: list[str], runs: int | None) -> tupl
             figures = [f"{fp32:.2f}", f"{int8:.2f}", f"{fp32 / int8:.2f}x", f"{difference:.1e}"]
             cells = [case.name, RUNTIMES[fmt], path, *figures]
             latency.append(f"| {' | '.join(cells)} |")
-    return lines, latency
+    return lines, latency, drops
+
+
+def record_drops(results: Path, drops: dict[str, dict[str, float]], command: str) -> None:
+    """Write each ImageNet case's int8 drop into ``mobilenet compare``'s results file, as its member's.
+
+    The drop is the one of the path of the member's fastest int8 backend there (``latency`` group of
+    benchmarks/family_table.py), else of ONNX Runtime's per-channel path, the default int8 export.
+    """
+    known = read_results(results)["models"]
+    figures = {}
+    for case, by_path in drops.items():
+        member = MEMBERS[case]
+        path = BACKEND_PATHS.get(known.get(member, {}).get("int8_backend"), "onnxruntime per-channel")
+        if path in by_path:
+            figures[member] = {"int8_drop": by_path[path]}
+    if figures:
+        record(results, "int8_drop", figures, cpu_name(), command)
+        print(f"wrote int8 drops of {', '.join(figures)} to {results}")
 
 
 def cpu_name() -> str:
@@ -211,6 +252,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="timed batch-1 calls per file (with --latency)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--record",
+        type=Path,
+        nargs="?",
+        const=ROOT / DEFAULT_RESULTS,
+        help="write the ImageNet cases' int8 drops into mobilenet compare's results file",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = args.paths.split(",")
@@ -220,6 +268,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     notes = []
+    drops: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         builders = {
@@ -242,7 +291,7 @@ def main() -> None:
                 notes.append(f"skipped {name}: {case}")
                 print(notes[-1])
                 continue
-            accuracy, timed = run_case(case, work, paths, args.runs if args.latency else None)
+            accuracy, timed, drops[name] = run_case(case, work, paths, args.runs if args.latency else None)
             lines.extend(accuracy)
             latency.extend(timed)
     facts = f"threads: {torch.get_num_threads()}; CPU: {cpu_name()}; {time.strftime('%Y-%m-%d')}"
@@ -250,6 +299,9 @@ def main() -> None:
     text = "\n".join(tables) + "\n"
     print(text)
     atomic_write_text(args.out, text)
+    if args.record:
+        command = "python benchmarks/int8_accuracy.py " + shlex.join(sys.argv[1:])
+        record_drops(args.record, {case: d for case, d in drops.items() if case in MEMBERS}, command)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import mobilenet.bench
 from mobilenet.analysis import profile
-from mobilenet.bench import Cpu, Row, load_subject, pick_backend, run_bench, theoretical_peaks
+from mobilenet.bench import Cpu, Row, load_subject, pick_backend, run_bench, theoretical_peaks, time_interleaved
 from mobilenet.card import ModelCard
 from mobilenet.cli import main
 from mobilenet.models import create_model
@@ -146,3 +149,18 @@ def test_cli_pick_and_export_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     printed = capsys.readouterr().out
     assert "fp32: openvino (--format openvino) 2.00 ms" in printed and "(cached)" in printed
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.bin", "model.xml"]
+
+
+def test_interleaved_timing_calls_the_runs_in_turn_and_reverses_the_order() -> None:
+    calls: list[str] = []
+
+    def runner(name: str, seconds: float):
+        def run(x: torch.Tensor) -> None:
+            calls.append(name)
+            time.sleep(seconds)
+
+        return run
+
+    times = time_interleaved([runner("a", 0.004), runner("b", 0.001)], torch.zeros(1), warmup=1, calls=4)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then a-b, b-a, ...
+    assert [len(t) for t in times] == [4, 4] and min(times[0]) >= 0.004 and min(times[0]) > statistics.median(times[1])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,58 @@ def test_without_results_measured_columns_are_empty_and_bad_files_are_one_line_e
     assert "unknown model" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown result fields"):
         compare.record(tmp_path / "r.json", "x", {"mobilenet_v3_small": {"top5": 1.0}}, "cpu", "cmd")
+
+
+def _benchmark(name: str):
+    """A script of benchmarks/ imported as a module (they are run as scripts, not installed)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_int8_drop_recorded_is_the_fastest_int8_backends_path(tmp_path: Path) -> None:
+    """benchmarks/int8_accuracy.py --record: a member's drop is that of the path its fastest int8 backend runs."""
+    int8_accuracy = _benchmark("int8_accuracy")
+    results = tmp_path / "family.json"
+    compare.record(
+        results, "latency", {"mobilenet_v3_small": {"int8_ms": 2.0, "int8_backend": "openvino-int8"}}, "c", "x"
+    )
+    drops = {
+        "imagenet-v3-small": {"onnxruntime per-channel": -2.5, "openvino nncf": 0.5},
+        "imagenet-v2": {"onnxruntime per-channel": 0.5, "openvino nncf": 0.0},  # no latency: the default path
+    }
+    int8_accuracy.record_drops(results, drops, "python benchmarks/int8_accuracy.py --record")
+    measured = compare.read_results(results)["models"]
+    assert measured["mobilenet_v3_small"]["int8_drop"] == 0.5 and measured["mobilenet_v2_100_224"]["int8_drop"] == 0.5
+    row = compare.family_rows(["mobilenet_v3_small"], compare.read_results(results))[0]
+    assert (row.int8_backend, row.int8_ms, row.int8_drop) == ("openvino-int8", 2.0, 0.5)
+
+
+def test_family_bench_table_sets_ours_beside_the_peer_and_int8_beside_fp32() -> None:
+    family_table = _benchmark("family_table")
+    from mobilenet.bench import Row, run_facts
+
+    def row(model: str, backend: str, ms: float) -> Row:
+        precision = "int8" if backend.endswith("int8") else "fp32"
+        return Row(model, backend, precision, 1, 2, 56_000_000, 30, ms, ms, ms, ms, 1e3 / ms, None, None)
+
+    rows = [
+        row("mobilenet_v3_small", "onnxruntime", 2.0),
+        row("torchvision:mobilenet_v3_small", "onnxruntime", 2.5),
+        row("mobilenet_v3_small", "openvino-int8", 1.6),
+    ]
+    facts = run_facts({"fp32": {}, "int8": {}}, threads=2, resolution=224) | {"over_floor": []}
+    best = {
+        "mobilenet_v3_small": {
+            "fp32_ms": 2.0,
+            "fp32_backend": "onnxruntime",
+            "int8_ms": 1.6,
+            "int8_backend": "openvino-int8",
+        }
+    }
+    text = family_table.family_bench_table(rows, [], facts, best)
+    assert "| mobilenet_v3_small | torchvision:mobilenet_v3_small | onnxruntime | 2.00 | 2.50 | 1.25x |" in text
+    assert "| mobilenet_v3_small | onnxruntime | 2.00 | openvino-int8 | 1.60 | 1.25x |" in text

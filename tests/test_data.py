@@ -240,6 +240,11 @@ def test_train_transforms_shapes_ranges_and_options() -> None:
     assert (photo(torch.full((3, 32, 32), 200, dtype=torch.uint8)) == 0).any()  # p=1: always an erased patch
     with pytest.raises(ConfigError, match="unknown auto_augment 'auto'"):
         train_transform("small", 32, *UNIT, auto_augment="auto")
+    policy = train_transform("photo", 24, *UNIT, auto_augment="imagenet")  # AutoAugment (the V3 recipes')
+    assert any(isinstance(step, v2.AutoAugment) for step in policy.transforms)
+    gradient = torch.arange(50 * 70, dtype=torch.int64).reshape(1, 50, 70).expand(3, -1, -1) % 256
+    augmented = torch.stack([policy(gradient.to(torch.uint8)) for _ in range(8)])
+    assert augmented.shape == (8, 3, 24, 24) and augmented.std(0).max() > 0  # random crops and policies differ
     with pytest.raises(ConfigError, match="random_erasing"):
         train_transform("small", 32, *UNIT, random_erasing=1.5)
 

@@ -1,8 +1,9 @@
 """V2 and V3 through the export path: BN folding, ONNX / ExecuTorch / .pt2 files, `eval --exported`, bad input.
 
-V3-Large (TF-SAME padding) uses every operator of the family: 3x3 and 5x5 depthwise convolutions,
-ReLU, hard-swish, squeeze-and-excite's mean, hard-sigmoid and multiply, the residual add, the
-asymmetric pad and the two linear layers; V1 and V2 add only ReLU6 (tests/test_export.py).
+V3-Small (TF-SAME padding) uses every operator of the family in fewer blocks than V3-Large: 3x3
+and 5x5 depthwise convolutions, ReLU, hard-swish, squeeze-and-excite's mean, hard-sigmoid and
+multiply, the residual add, the asymmetric pad and the two linear layers; V1 and V2 add only
+ReLU6 (tests/test_export.py).
 """
 
 from __future__ import annotations
@@ -78,9 +79,9 @@ def test_fold_bn_covers_inverted_residuals_and_squeeze_excite(name: str) -> None
 
 @pytest.fixture(scope="module")
 def v3_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path, Path]:
-    """A 2-class 32-px V3-Large checkpoint (TF-SAME padding) and a 2-class folder of 6 images of that size."""
+    """A 2-class 32-px V3-Small checkpoint (TF-SAME padding) and a 2-class folder of 6 images of that size."""
     root = tmp_path_factory.mktemp("family")
-    model = family_model("mobilenet_v3_large", padding="tf_same")
+    model = family_model("mobilenet_v3_small", padding="tf_same")
     card = ModelCard("mobilenet_v3", classes=CLASSES, mean=MEAN, std=STD, input_size=32, kind="small")
     save_native(model, card, root / "run" / "best.safetensors")
     generator = torch.Generator().manual_seed(0)
@@ -101,7 +102,7 @@ def test_v3_export_matches_pytorch_and_evaluates_like_it(fmt: str, v3_checkpoint
     out = tmp_path / f"model.{SUFFIXES[fmt]}"
     info = run_json(capsys, ["export", "--checkpoint", str(run), "--format", fmt, "--out", str(out), "--json"])
     card = read_exported_card(out)
-    assert card.arch == "mobilenet_v3" and card.kwargs == model.config and card.kwargs["size"] == "large"
+    assert card.arch == "mobilenet_v3" and card.kwargs == model.config and card.kwargs["size"] == "small"
     assert (card.classes, card.mean, card.std, card.input_size, card.kind) == (CLASSES, MEAN, STD, 32, "small")
     assert card.quantization is None and info["classes"] == list(CLASSES)
 

@@ -6,6 +6,7 @@ one that raises peak memory by over 2 GB (see benchmarks/fuzz.py).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -31,6 +32,7 @@ from mobilenet.weights.formats import read_torch
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "fuzz.py"
 EXAMPLES = 120  # a seeded run of each target: about a second or two
+CHILD_EXAMPLES = {"keras_h5": 12}  # a process per case (keras_h5_parser runs the same code in process)
 
 
 def _fuzz_module():
@@ -49,8 +51,9 @@ def test_seeded_fuzz_finds_nothing(name: str, tmp_path: Path, one_thread: None) 
     spec = fuzz.TARGETS[name]
     if not spec.seeds(tmp_path):
         pytest.skip(f"{name}: its seed files come from ../shared, which is absent")
-    recorder = fuzz.worker_hypothesis(spec, tmp_path, seconds=60, seed=0, examples=EXAMPLES)
-    assert recorder.cases == EXAMPLES
+    examples = CHILD_EXAMPLES.get(name, EXAMPLES)
+    recorder = fuzz.worker_hypothesis(spec, tmp_path, seconds=60, seed=0, examples=examples)
+    assert recorder.cases == examples
     assert [f"{f.kind}: {f.signature}: {f.message}" for f in recorder.findings.values()] == []
 
 
@@ -308,3 +311,28 @@ def test_tflite_scale_vector_longer_than_the_file_is_refused_unallocated(tmp_pat
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     assert "truncated or corrupt TFLite file (ValueError: buffer is smaller than requested size)" in _one_line(err)
+
+
+KERAS_SEED_SHA256 = "5ff356bfcaf427407ce1f2440cfd9e0a809fec1d52cab20d94755d232b32b404"
+"""The whole-model Keras seed of benchmarks/fuzz.py as this h5py / libhdf5 writes it."""
+KERAS_GREEDY_PATCH = {1939: 247, 2922: 4, 11564: 48, 11993: 163, 12553: 53, 14984: 44}
+"""Six bytes the fuzzer changed in that seed (offset: new value): libhdf5 then allocated 4 GB before failing."""
+
+
+def test_keras_file_that_makes_libhdf5_allocate_gigabytes_is_refused_within_2_gb(tmp_path: Path) -> None:
+    """The child reader's address space is capped at 2 GiB: the read fails at the cap, in one line."""
+    pytest.importorskip("h5py")
+    from mobilenet.weights import keras
+
+    seed = fuzz.keras_h5(tmp_path)[1]
+    if hashlib.sha256(seed).hexdigest() != KERAS_SEED_SHA256:
+        pytest.skip("another h5py / libhdf5 writes the seed differently: the saved byte changes do not apply")
+    damaged = bytearray(seed)
+    for offset, value in KERAS_GREEDY_PATCH.items():
+        damaged[offset] = value
+    path = tmp_path / "greedy.h5"
+    path.write_bytes(bytes(damaged))
+    assert keras.READ_MEMORY <= 2 * 2**30
+    with pytest.raises(WeightsError) as err:
+        keras.read_keras(path)
+    assert _one_line(err).endswith("(memory allocation failed for chunk))")  # stopped by the cap, not after 4 GB

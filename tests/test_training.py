@@ -187,11 +187,35 @@ def test_recipes_resolve_and_flags_override() -> None:
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_every_recipe_is_a_valid_config(recipe: str) -> None:
-    weights = "google.tflite" if recipe.endswith("-finetune") else None  # fine-tuning recipes start from weights
+    weights = "google.tflite" if "-finetune" in recipe else None  # fine-tuning recipes start from weights
     data = None if "data" in RECIPES[recipe] else "/data/imagenet"  # imagenet: the user's own folder
     config = resolve_config(recipe, out="x", weights=weights, data=data)
     config.validate()
     assert config.recipe == recipe and all(getattr(config, k) == v for k, v in RECIPES[recipe].items())
+
+
+def test_imagenet_recipes_carry_their_sources_numbers() -> None:
+    """V2: the paper's Section 6.1; V3: torchvision's published recipe (the paper's is for 4096-image TPU batches)."""
+    v2_paper = resolve_config("imagenet-v2", data="/data/imagenet", out="x")
+    assert (v2_paper.model, v2_paper.optimizer, v2_paper.lr, v2_paper.batch_size) == (
+        "mobilenet_v2",
+        "rmsprop",
+        0.045,
+        96,
+    )
+    assert (v2_paper.weight_decay, v2_paper.schedule, v2_paper.exp_gamma, v2_paper.exp_epochs) == (
+        4e-5,
+        "exponential",
+        0.98,
+        1.0,
+    )
+    factor = lr_factor(v2_paper, steps_per_epoch=10)
+    assert factor(9) == 1.0 and factor(10) == pytest.approx(0.98) and factor(25) == pytest.approx(0.98**2)
+    for name, model in (("imagenet-v3-large", "mobilenet_v3_large"), ("imagenet-v3-small", "mobilenet_v3_small")):
+        v3 = resolve_config(name, data="/data/imagenet", out="x")
+        assert (v3.model, v3.lr, v3.batch_size, v3.weight_decay, v3.epochs) == (model, 0.064, 1024, 1e-5, 600)
+        assert (v3.exp_gamma, v3.exp_epochs, v3.auto_augment, v3.random_erasing) == (0.973, 2.0, "imagenet", 0.2)
+        assert v3.rmsprop_eps == pytest.approx(0.0316**2, rel=2e-3)  # torchvision's epsilon, moved inside the root
 
 
 # ------------------------------------------------------------------------ runs on tiny data

@@ -230,6 +230,23 @@ def time_runs(run: Run, x: torch.Tensor, warmup: int, runs: int) -> list[float]:
     return times
 
 
+def time_interleaved(runs: Sequence[Run], x: torch.Tensor, warmup: int, calls: int) -> list[list[float]]:
+    """Seconds of each of ``calls`` calls of every ``run(x)``, the runs called in turn (the order reversed
+    every other round), after ``warmup`` untimed rounds: a machine whose speed drifts (other jobs,
+    clocks) slows each run alike, so their ratio holds where runs timed minutes apart do not."""
+    for _ in range(warmup):
+        for run in runs:
+            run(x)
+    times: list[list[float]] = [[] for _ in runs]
+    for round_ in range(calls):
+        order = range(len(runs)) if round_ % 2 == 0 else reversed(range(len(runs)))
+        for index in order:
+            start = time.perf_counter()
+            runs[index](x)
+            times[index].append(time.perf_counter() - start)
+    return times
+
+
 GEMM_SIZES = {"fp32": (256, 512, 1024), "int8": (512, 1024, 2048)}
 """Square GEMM sizes timed for the peaks (the best counts; int8 tile units need large ones to amortise
 quantizing the input)."""
@@ -498,8 +515,7 @@ def run_bench(
     if runs < 20:
         raise ConfigError(f"--runs must be at least 20 (batch 1 statistics), got {runs}")
     threads = threads or default_threads()
-    torch.set_num_threads(threads)
-    _executorch_threads(threads)
+    set_threads(threads)
     log("GEMM peaks")
     before = gemm_peaks(threads)
     rows: list[Row] = []
@@ -556,6 +572,12 @@ def run_facts(peaks: dict[str, dict[str, float]], threads: int, resolution: int)
         facts[f"{precision}_peak_gops"] = max(measured.values()) / 1e9 if measured else None
         facts[f"{precision}_theoretical_gops"] = theory[precision] / 1e9 if theory[precision] else None
     return facts
+
+
+def set_threads(threads: int) -> None:
+    """The same number of threads for PyTorch and ExecuTorch (the other runtimes take it per session)."""
+    torch.set_num_threads(threads)
+    _executorch_threads(threads)
 
 
 def _executorch_threads(threads: int) -> None:
@@ -720,14 +742,15 @@ def _pick_subject(source: str | Path | nn.Module, resolution: int | None) -> Sub
         return subject_of(getattr(source, "arch", type(source).__name__), source, resolution or DEFAULT_INPUT_SIZE)
     if isinstance(source, str) and (":" in source or source in list_models()):
         check_models([source])
-        return load_subject(source, resolution or _registry_size(source))
+        return load_subject(source, resolution or registry_size(source))
     model, card = load(source)
     if not isinstance(model, nn.Module) or not hasattr(model, "arch"):
         raise ConfigError(f"{source} is not a model to export (an exported file?): pass its checkpoint or weights")
     return subject_of(model.arch, model, resolution or card.input_size)
 
 
-def _registry_size(name: str) -> int:
+def registry_size(name: str) -> int:
+    """The input side a registry name is published at (224 for peers)."""
     return DEFAULT_INPUT_SIZE if ":" in name else get_model_info(name).input_size
 
 

@@ -52,7 +52,7 @@ VALUE_FLAGS: dict[str, tuple[type, str]] = {
     "label_smoothing": (float, "label smoothing"),
     "clip_grad": (float, "clip the gradient norm to this"),
     "ema_decay": (float, "keep an EMA of the weights with this decay, evaluated alongside"),
-    "auto_augment": (str, "trivial or rand"),
+    "auto_augment": (str, "trivial, rand or imagenet (AutoAugment's ImageNet policy)"),
     "random_erasing": (float, "random erasing probability"),
     "mixup": (float, "mixup alpha"),
     "cutmix": (float, "cutmix alpha"),

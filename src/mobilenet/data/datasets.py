@@ -207,7 +207,7 @@ def load_data(
         in_chans: 1 or 3; default: the data's own (1 for grayscale). Grayscale to 3 repeats
             the channel; colour to 1 takes the luminance.
         augment: random training transform; False makes it the evaluation transform.
-        auto_augment: ``None``, ``"trivial"`` or ``"rand"``.
+        auto_augment: ``None`` or a name of :data:`~mobilenet.data.transforms.AUTO_AUGMENTS`.
         random_erasing: probability of random erasing.
         download: let torchvision download Fashion-MNIST or CIFAR-10 when missing.
         strict: a corrupt image raises instead of being skipped with a warning.

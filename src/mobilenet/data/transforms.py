@@ -31,7 +31,11 @@ SMALL_MAX_SIDE = 64
 """Images whose longer side is at most this many pixels are ``small``; larger ones are photos."""
 SMALL_PADDING_FRACTION = 1 / 8
 """Pad-and-crop padding as a fraction of the resolution: 4 px at 32 px."""
-AUTO_AUGMENTS: dict[str, Callable[[], v2.Transform]] = {"trivial": v2.TrivialAugmentWide, "rand": v2.RandAugment}
+AUTO_AUGMENTS: dict[str, Callable[[], v2.Transform]] = {
+    "trivial": v2.TrivialAugmentWide,
+    "rand": v2.RandAugment,
+    "imagenet": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),  # AutoAugment's ImageNet policy
+}
 
 FASHION_MNIST_MEAN: Stats = (0.2860,)
 FASHION_MNIST_STD: Stats = (0.3530,)
@@ -139,7 +143,8 @@ def train_transform(
         kind: ``small`` (pad-and-crop + flip) or ``photo`` (RandomResizedCrop + flip).
         resolution: output side R.
         mean, std: normalisation statistics, one per channel.
-        auto_augment: ``None``, ``"trivial"`` (TrivialAugmentWide) or ``"rand"`` (RandAugment),
+        auto_augment: ``None``, ``"trivial"`` (TrivialAugmentWide), ``"rand"`` (RandAugment) or
+            ``"imagenet"`` (AutoAugment's ImageNet policy),
             applied to the uint8 crop.
         random_erasing: probability of erasing a random rectangle of the normalised image.
     """

@@ -32,7 +32,7 @@ class TrainConfig:
     download: bool = False
     strict: bool = False
     augment: bool = True
-    auto_augment: str | None = None  # None | "trivial" | "rand"
+    auto_augment: str | None = None  # None | "trivial" | "rand" | "imagenet"
     random_erasing: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
