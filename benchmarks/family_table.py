@@ -38,10 +38,10 @@ import torch
 
 from mobilenet.bench import (
     BACKENDS,
-    CALIB_IMAGES,
     Row,
     Skip,
     build,
+    calibration_batch,
     cpu_info,
     default_threads,
     load_subject,
@@ -140,7 +140,7 @@ def versus_peers(
     for model in [m for m in models if m in PEERS]:
         subjects = [load_subject(name, registry_size(name)) for name in (model, PEERS[model])]
         size = subjects[0].resolution
-        calib = torch.rand(CALIB_IMAGES, 3, size, size) * 4 - 2
+        calib = calibration_batch(subjects[0])
         x = torch.rand(1, 3, size, size)
         for backend in backends:
             print(f"{model} against {PEERS[model]} / {backend}", flush=True)

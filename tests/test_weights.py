@@ -1,4 +1,4 @@
-"""Pretrained weights (issue 4): every format against its own library, our format, and bad input.
+"""Pretrained weights: every format against its own library, our format, and bad input.
 
 timm, transformers and the TFLite interpreter are test dependencies (the ``dev`` extra); tests
 that need Google's files or the images under ../shared skip when that folder is absent.

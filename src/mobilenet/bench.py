@@ -230,6 +230,11 @@ def time_runs(run: Run, x: torch.Tensor, warmup: int, runs: int) -> list[float]:
     return times
 
 
+def calibration_batch(subject: Subject) -> torch.Tensor:
+    """The int8 backends' calibration images: uniform noise over a normalised input's range."""
+    return torch.rand(CALIB_IMAGES, subject.in_chans, subject.resolution, subject.resolution) * 4 - 2
+
+
 def time_interleaved(runs: Sequence[Run], x: torch.Tensor, warmup: int, calls: int) -> list[list[float]]:
     """Seconds of each of ``calls`` calls of every ``run(x)``, the runs called in turn (the order reversed
     every other round), after ``warmup`` untimed rounds: a machine whose speed drifts (other jobs,
@@ -527,7 +532,7 @@ def run_bench(
             skips.extend(Skip(str(model), backend, str(err)) for backend in backends)
             continue
         size = subject.resolution
-        images = torch.rand(CALIB_IMAGES, subject.in_chans, size, size) * 4 - 2
+        images = calibration_batch(subject)
         with tempfile.TemporaryDirectory() as work:
             for backend in backends:
                 log(f"{subject.name} / {backend}")
@@ -575,7 +580,7 @@ def run_facts(peaks: dict[str, dict[str, float]], threads: int, resolution: int)
 
 
 def set_threads(threads: int) -> None:
-    """The same number of threads for PyTorch and ExecuTorch (the other runtimes take it per session)."""
+    """The same number of threads for PyTorch and ExecuTorch (the other runtimes take it as each model is loaded)."""
     torch.set_num_threads(threads)
     _executorch_threads(threads)
 
