@@ -9,6 +9,7 @@ Cases (each skipped, with the reason, when its model or data is missing):
   calibrated on 256 train images, evaluated on flowers17/valid (the seed article's ReLU6 claim);
 - ``cifar10-relu6`` and ``cifar10-relu``: the same comparison on CIFAR-10 (``runs/cifar-relu6``,
   ``runs/cifar-relu``), calibrated on 256 train images, evaluated on the 10,000 test images;
+  ``cifar10-v2-relu6`` and ``cifar10-v2-relu`` the same for V2 (``runs/cifar-v2-relu6[-relu]``);
 - ``imagenet-sample`` (V1 1.0-224), ``imagenet-v2`` (V2 1.0-224), ``imagenet-v3-small`` and
   ``imagenet-v3-large-minimal``: Google's TFLite weights converted to float, calibrated on 100
   images of the 300-image sample and evaluated on the other 200 (calibration and evaluation never
@@ -81,6 +82,17 @@ BACKEND_PATHS = {
 OUT = ROOT / "docs" / "results" / "int8_accuracy.md"
 FAMILY_FINETUNES = {f"flowers17-ft-{a}": f"runs/flowers-ft-{a}" for a in ("v2", "v3-small", "v3-large-minimal")}
 """Flowers-17 fine-tunes of the family's members: case -> run folder."""
+CHECKPOINTS: dict[str, tuple[str, str, str]] = {
+    "flowers17-ft": ("runs/flowers-ft", "flowers17", "valid"),
+    **{name: (run, "flowers17", "valid") for name, run in FAMILY_FINETUNES.items()},
+    "flowers17-relu6": ("runs/flowers-scratch", "flowers17", "valid"),
+    "flowers17-relu": ("runs/flowers-scratch-relu", "flowers17", "valid"),
+    "cifar10-relu6": ("runs/cifar-relu6", "cifar10", "test"),
+    "cifar10-relu": ("runs/cifar-relu", "cifar10", "test"),
+    "cifar10-v2-relu6": ("runs/cifar-v2-relu6", "cifar10", "test"),
+    "cifar10-v2-relu": ("runs/cifar-v2-relu", "cifar10", "test"),
+}
+"""Cases of our own training runs: case -> (run folder, data set, evaluation split)."""
 PATHS: dict[str, dict[str, Any]] = {
     "onnxruntime per-channel": {"format": "onnx", "per_channel": True},
     "onnxruntime per-tensor": {"format": "onnx", "per_channel": False},
@@ -244,8 +256,7 @@ def cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cases = ["flowers17-ft", *FAMILY_FINETUNES, "flowers17-relu6", "flowers17-relu", "cifar10-relu6", "cifar10-relu"]
-    cases += list(GOOGLE)
+    cases = [*CHECKPOINTS, *GOOGLE]
     parser.add_argument("--cases", default=",".join(cases))
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--latency", action="store_true", help="also batch-1 latency of float and int8 per runtime")
@@ -272,17 +283,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         builders = {
-            "flowers17-ft": lambda: checkpoint_case("flowers17-ft", "runs/flowers-ft", "flowers17", "valid"),
-            **{
-                name: (lambda name=name, run=run: checkpoint_case(name, run, "flowers17", "valid"))
-                for name, run in FAMILY_FINETUNES.items()
-            },
-            "flowers17-relu6": lambda: checkpoint_case("flowers17-relu6", "runs/flowers-scratch", "flowers17", "valid"),
-            "flowers17-relu": lambda: checkpoint_case(
-                "flowers17-relu", "runs/flowers-scratch-relu", "flowers17", "valid"
-            ),
-            "cifar10-relu6": lambda: checkpoint_case("cifar10-relu6", "runs/cifar-relu6", "cifar10", "test"),
-            "cifar10-relu": lambda: checkpoint_case("cifar10-relu", "runs/cifar-relu", "cifar10", "test"),
+            **{name: (lambda name=name, at=at: checkpoint_case(name, *at)) for name, at in CHECKPOINTS.items()},
             **{name: (lambda name=name: imagenet_case(name, work)) for name in GOOGLE},
         }
         for name in args.cases.split(","):

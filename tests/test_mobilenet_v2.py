@@ -137,6 +137,15 @@ def test_residual_adds_the_input_and_projection_is_linear() -> None:
     assert raw.min() < 0  # no activation after the projection
 
 
+def test_relu_replaces_every_relu6_and_keeps_the_bottleneck_linear() -> None:
+    """``act="relu"`` (the ReLU6 comparison): stem, expansions, depthwise and head change; projections do not."""
+    model = MobileNetV2(act="relu")
+    acts = [type(m) for name, m in model.named_modules() if name.endswith(".act") and ".project." not in name]
+    assert len(acts) == 1 + 16 + 17 + 1 and set(acts) == {nn.ReLU}
+    assert all(isinstance(b.project.act, nn.Identity) for b in model.blocks)
+    assert not any(isinstance(m, nn.ReLU6) for m in model.modules())
+
+
 # ------------------------------------------------------------------------------ the width rule
 
 
@@ -336,6 +345,7 @@ def test_input_checks() -> None:
         ({"output_stride": 4}, "output_stride must be one of"),
         ({"stem_stride": 3}, "stem_stride must be 1 or 2"),
         ({"padding": "same"}, "unknown padding 'same'"),
+        ({"act": "gelu"}, "unknown activation 'gelu'"),
         ({"out_indices": (0, 5)}, "out_indices"),
         ({"dropout": 1.0}, "dropout must be in"),
         ({"num_classes": -1}, "num_classes must be >= 0"),

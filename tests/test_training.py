@@ -24,8 +24,9 @@ from mobilenet.cli import main
 from mobilenet.errors import ConfigError
 from mobilenet.models import create_model
 from mobilenet.models.mobilenet_v1 import MobileNetV1
+from mobilenet.models.mobilenet_v2 import MobileNetV2
 from mobilenet.training import TrainConfig, TrainingError, resolve_config, train
-from mobilenet.training.batchnorm import renormalise_batchnorm
+from mobilenet.training.batchnorm import equalise_filter_norms, renormalise_batchnorm
 from mobilenet.training.distributed import GlobalBatchSampler
 from mobilenet.training.optim import RMSpropTF, build_optimizer, lr_factor, param_groups
 from mobilenet.training.recipes import RECIPES
@@ -221,6 +222,16 @@ def test_imagenet_recipes_carry_their_sources_numbers() -> None:
 # ------------------------------------------------------------------------ runs on tiny data
 
 
+def test_flowers17_recipes_per_architecture_differ_only_in_the_model() -> None:
+    """From scratch, V3-Large and V3-Small train on Flowers-17 exactly as V1 does, at their own width 1.0."""
+    base = resolve_config("flowers17", out="x")
+    for name, model in (("flowers17-v3-large", "mobilenet_v3_large"), ("flowers17-v3-small", "mobilenet_v3_small")):
+        config = resolve_config(name, out="x")
+        assert (config.model, config.width_mult) == (model, 1.0)
+        different = {k for k in vars(base) if getattr(base, k) != getattr(config, k)}
+        assert different == {"model", "width_mult", "recipe"}
+
+
 def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
     straight = tmp_path / "straight"
     train(_config(tiny_data, straight))
@@ -346,6 +357,7 @@ def test_eval_and_predict_cli(run: tuple[Path, Path, dict], capsys: pytest.Captu
         (["train", "--data", "{data}", "--out", "/proc/forbidden"], "cannot write to --out"),
         (["train", "--resume", "{tmp}"], "cannot resume"),
         (["train", "--data", "{data}", "--out", "{tmp}/o", "--optimizer", "adam"], "--optimizer must be one of"),
+        (["train", "--data", "{data}", "--out", "{tmp}/o", "--equalise-filters"], "--equalise-filters needs --weights"),
         (["eval", "--checkpoint", "{tmp}", "--data", "{data}"], "no training run at"),
     ],
 )
@@ -428,7 +440,7 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
 
 def _pretrained_file(model: nn.Module, path: Path) -> Path:
     """``model`` saved as native weights with a card of unknown classes and its own normalisation."""
-    card = ModelCard("mobilenet_v1", model.config, mean=(0.5,) * 3, std=(0.5,) * 3, input_size=32, source=str(path))
+    card = ModelCard(model.arch, model.config, mean=(0.5,) * 3, std=(0.5,) * 3, input_size=32, source=str(path))
     return save_native(model, card, path)
 
 
@@ -483,6 +495,29 @@ def test_renormalise_batchnorm_keeps_the_function_and_matches_batch_statistics()
         torch.testing.assert_close(model.train()(images), before, atol=1e-3, rtol=1e-3)
 
 
+def test_equalise_filter_norms_keeps_the_function_in_both_modes() -> None:
+    """Every filter gets He's norm sqrt(2); eval mode and (after renormalising) train mode compute what they did."""
+    torch.manual_seed(0)
+    model = _folded_like(MobileNetV2(width_mult=0.35, num_classes=10, dropout=0.0)).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("conv.weight"):  # folded filters at arbitrary, per-channel scales
+                param.mul_(torch.rand(param.shape[0], 1, 1, 1) * 0.3 + 0.01)
+    images = torch.randn(8, 3, 64, 64)
+    renormalise_batchnorm(model, [images])
+    with torch.no_grad():
+        before, before_train = model(images), model.train()(images)
+    _ = model.eval()
+    renormalise_batchnorm(model, [images])  # the train-mode pass moved the running statistics
+    assert equalise_filter_norms(model) == 1 + 16 * 3 + 2 + 1  # stem, 3 per block (2 in the first), head
+    convs = [m.conv.weight for m in model.modules() if hasattr(m, "bn") and hasattr(m, "conv")]
+    norms = torch.cat([w.flatten(1).norm(dim=1) for w in convs])
+    torch.testing.assert_close(norms, torch.full_like(norms, 2**0.5))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(images), before, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(model.train()(images), before_train, atol=1e-4, rtol=1e-4)
+
+
 def test_fine_tuning_with_batch_statistics_renormalises_bn_first(tiny_data: Path, tmp_path: Path) -> None:
     """--no-freeze-bn from weights: BN takes the data's statistics before training, the body's function kept."""
     torch.manual_seed(5)
@@ -496,6 +531,25 @@ def test_fine_tuning_with_batch_statistics_renormalises_bn_first(tiny_data: Path
     before, after = pretrained.state_dict(), tuned.state_dict()
     assert torch.equal(before["stem.conv.weight"], after["stem.conv.weight"])  # frozen for the first epoch
     assert not torch.allclose(after["stem.bn.running_mean"], before["stem.bn.running_mean"])
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            tuned.eval().forward_features(images), pretrained.forward_features(images), atol=1e-4, rtol=1e-4
+        )
+
+
+def test_fine_tuning_can_equalise_filters_first(tiny_data: Path, tmp_path: Path) -> None:
+    """--equalise-filters: filters start at He's norm (the frozen first epoch keeps them), the function kept."""
+    torch.manual_seed(5)
+    pretrained = _folded_like(create_model("mobilenet_v2", width_mult=0.35, num_classes=7)).eval()
+    source = _pretrained_file(pretrained, tmp_path / "p.safetensors")
+    out = tmp_path / "ft"
+    config = _config(tiny_data, out, weights=str(source), freeze_epochs=1, stop_after=1, equalise_filters=True)
+    config.model, config.width_mult, config.stem_stride = "mobilenet_v2", None, None
+    train(config)
+    tuned, _ = load(out, tag="last")
+    norms = tuned.state_dict()["blocks.3.expand.conv.weight"].flatten(1).norm(dim=1)
+    torch.testing.assert_close(norms, torch.full_like(norms, 2**0.5))
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(

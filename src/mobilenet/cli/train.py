@@ -73,6 +73,7 @@ BOOL_FLAGS: dict[str, str] = {
     "compile": "torch.compile the model",
     "sync_bn": "synchronised batch norm across processes",
     "freeze_bn": "fixed BN statistics (default: on when fine-tuning --weights)",
+    "equalise_filters": "fine-tuning: rescale each filter to He initialisation's norm first (same function)",
     "download": "let torchvision download fashion-mnist / cifar10",
     "strict": "a corrupt image is an error instead of a warning",
     "progress": "progress bar",

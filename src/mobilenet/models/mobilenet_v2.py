@@ -142,6 +142,8 @@ class MobileNetV2(MobileNet):
             Hugging Face call it ``depth_multiplier``, Keras ``alpha``, timm ``channel_multiplier``.
         in_chans: input channels (3 for RGB, 1 for grayscale).
         dropout: dropout before the classifier; 0.2 as torchvision (TF-slim's keep probability 0.8).
+        act: ``"relu6"`` (the paper's, for its robustness in low-precision computation, Section
+            4) or ``"relu"``; the projections stay linear either way.
         padding: ``"torch"`` (symmetric) or ``"tf_same"`` (TensorFlow's SAME: extra pixel after,
             as Google's official weights expect).
         stem_stride: 2 as in the paper; 1 for 32x32 inputs such as CIFAR-10.
@@ -161,6 +163,7 @@ class MobileNetV2(MobileNet):
         width_mult: float = 1.0,
         in_chans: int = 3,
         dropout: float = 0.2,
+        act: str = "relu6",
         padding: Padding = "torch",
         stem_stride: int = 2,
         output_stride: int = 32,
@@ -173,6 +176,7 @@ class MobileNetV2(MobileNet):
                 "width_mult": width_mult,
                 "in_chans": in_chans,
                 "dropout": dropout,
+                "act": act,
                 "padding": padding,
                 "stem_stride": stem_stride,
                 "output_stride": output_stride,
@@ -185,20 +189,20 @@ class MobileNetV2(MobileNet):
         self.width_mult = width_mult
         channels = block_channels(width_mult)
 
-        self.stem = ConvBNAct(in_chans, channels[0][0], 3, stem_stride, padding=padding)
+        self.stem = ConvBNAct(in_chans, channels[0][0], 3, stem_stride, act=act, padding=padding)
         strides = [spec.stride if i == 0 else 1 for spec in TABLE2 for i in range(spec.repeats)]
         geometry = Strides(stem_stride, output_stride)
         blocks = []
         for (in_chs, exp_chs, out_chs), block_stride in zip(channels, strides, strict=True):
             stride, dilation = geometry.add(block_stride)
-            blocks.append(InvertedResidual(in_chs, exp_chs, out_chs, 3, stride, dilation, padding=padding))
+            blocks.append(InvertedResidual(in_chs, exp_chs, out_chs, 3, stride, dilation, act, padding=padding))
         self.blocks = nn.Sequential(*blocks)
         self.min_input_size = geometry.min_input_size
         names = ["stem", *(f"blocks.{i}" for i in range(len(blocks)))]
         self.feature_info = geometry.feature_info(names, [channels[0][0], *(out for _, _, out in channels)])
         last_chs = head_channels(width_mult)
         if not features_only:
-            self.head = ConvBNAct(channels[-1][2], last_chs, 1, padding=padding)
+            self.head = ConvBNAct(channels[-1][2], last_chs, 1, act=act, padding=padding)
         self.build_head(last_chs, dropout)
         init_weights(self)
 

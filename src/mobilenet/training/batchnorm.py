@@ -73,3 +73,35 @@ def renormalise_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
         layer.running_mean.copy_(mean)
         layer.running_var.copy_(var)
     return len(moments)
+
+
+@torch.no_grad()
+def equalise_filter_norms(model: nn.Module) -> int:
+    """Rescale every convolution followed by BN to He initialisation's filter norm, keeping the function.
+
+    Google's folded weights leave some layers' filters far smaller than others (V2's and V3's
+    expansions at about a tenth of the norm He initialisation gives, V1's smallest at a half).
+    Behind BN, a filter's gradient grows as its norm shrinks, so one learning rate moves those
+    layers by more than their own size each step. Scaling each output channel's filter by
+    ``c = sqrt(2) / |w|`` (He-normal's expected norm) and its BN's running mean by ``c``, variance
+    by ``c**2`` and weight by ``sqrt(c**2 v + eps) / (c sqrt(v + eps))`` keeps the eval-mode outputs
+    and, BN normalising batches either way, the train-mode ones. Returns how many convolutions
+    were rescaled (units with ``conv`` and ``bn`` children, as :class:`~mobilenet.models.layers.ConvBNAct`).
+    """
+    count = 0
+    for unit in model.modules():
+        conv, bn = getattr(unit, "conv", None), getattr(unit, "bn", None)
+        if not isinstance(conv, nn.Conv2d) or not isinstance(bn, _BatchNorm) or conv.bias is not None:
+            continue
+        if not bn.affine or bn.running_var is None:
+            continue
+        weight = conv.weight.double()
+        norms = weight.flatten(1).norm(dim=1)
+        scale = torch.where(norms > 0, 2.0**0.5 / norms, torch.ones_like(norms))
+        var = bn.running_var.double()
+        bn.weight.copy_(bn.weight.double() * (scale.square() * var + bn.eps).sqrt() / (scale * (var + bn.eps).sqrt()))
+        bn.running_mean.copy_(bn.running_mean.double() * scale)
+        bn.running_var.copy_(var * scale.square())
+        conv.weight.copy_(weight * scale.view(-1, *[1] * (weight.dim() - 1)))
+        count += 1
+    return count

@@ -49,6 +49,7 @@ class TrainConfig:
     freeze_epochs: int = 0  # fine-tuning: train only the new classifier for this many epochs
     body_lr_scale: float = 1.0  # fine-tuning: the body's learning rate as a fraction of --lr
     freeze_bn: bool | None = None  # keep BN statistics fixed (None: yes when fine-tuning --weights)
+    equalise_filters: bool = False  # fine-tuning: filters rescaled to He initialisation's norm first
     # optimisation
     epochs: int = 10
     batch_size: int = 128  # global: split across processes
@@ -100,6 +101,7 @@ class TrainConfig:
             (self.ema_decay is None or 0 < self.ema_decay < 1, "--ema-decay must be in (0, 1)"),
             (self.body_lr_scale >= 0, "--body-lr-scale must be >= 0"),
             (self.freeze_epochs == 0 or self.weights, "--freeze-epochs needs --weights to fine-tune from"),
+            (not self.equalise_filters or self.weights, "--equalise-filters needs --weights to fine-tune from"),
             (not self.qat or self.weights, "--qat needs --weights: the float checkpoint to quantize"),
             (bool(self.data), "--data is required: a folder or a data set name (fashion-mnist, cifar10, flowers17)"),
             (bool(self.out), "--out is required: the folder for checkpoints and metrics"),

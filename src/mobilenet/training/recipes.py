@@ -121,25 +121,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.1,
         "dropout": 0.2,
     },
-    "flowers17-finetune-v3": {
-        # Fine-tuning Google's V3 files (V3-Small, V3-Large-minimalistic; give them with --weights).
-        # Their convolutions carry BN folded in, so the body trains without normalisation: SGD at a
-        # tenth of 0.02 made V3-Small's loss NaN on the first body step, and with clipping both ended
-        # at 94.85%. AdamW (per-weight steps) with clipping: 95.59% on valid for both (V3-Large-
-        # minimalistic 96.32% at epochs 4 and 6); 256 px with an EMA did no better (docs/RESULTS.md).
-        "data": "flowers17",
-        "epochs": 10,
-        "batch_size": 32,
-        "optimizer": "adamw",
-        "lr": 0.001,
-        "body_lr_scale": 0.1,
-        "freeze_epochs": 1,
-        "clip_grad": 1.0,
-        "weight_decay": 1e-4,
-        "schedule": "cosine",
-        "label_smoothing": 0.1,
-        "dropout": 0.2,
-    },
     "imagenet": {
         # The paper's setting (Section 4): RMSprop, TF-slim's epsilon 1.0, lr 0.045 decayed 0.94
         # every 2.5 epochs (TF-slim's train_image_classifier defaults for MobileNet), little or
@@ -182,6 +163,19 @@ RECIPES: dict[str, dict[str, Any]] = {
         "resolution": 224,
     },
 }
+RECIPES["flowers17-finetune-v3"] = {
+    # Fine-tuning Google's V3 files (V3-Small, V3-Large-minimalistic; give them with --weights).
+    # Their convolutions carry BN folded in: trained as folded (--freeze-bn) the body has no
+    # normalisation, and SGD ended at 94.85%, AdamW with clipping at 95.59%. Here BN is re-measured
+    # on Flowers-17 first and trains with batch statistics, and the longer schedule has
+    # TrivialAugment and an EMA of the weights: V3-Small 97.79% on valid at the last epoch
+    # (docs/RESULTS.md).
+    **RECIPES["flowers17-finetune"],
+    "freeze_bn": False,
+    "epochs": 20,
+    "auto_augment": "trivial",
+    "ema_decay": 0.998,
+}
 # The MobileNetV2 paper (Section 6.1) trains as V1's recipe does (RMSprop with decay and momentum 0.9,
 # TF-slim's epsilon, lr 0.045, weight decay 4e-5, batch 96) but decays the rate by 0.98 every epoch;
 # it names neither label smoothing nor an EMA, nor an epoch count (torchvision's recipe: 300).
@@ -195,3 +189,7 @@ RECIPES["imagenet-v2"] = {
 }
 # torchvision trains its V3-Small with V3-Large's recipe (67.7% top-1).
 RECIPES["imagenet-v3-small"] = {**RECIPES["imagenet-v3-large"], "model": "mobilenet_v3_small"}
+# Flowers-17 from scratch per architecture: the V1 recipe's schedule, augmentation and regularisation
+# unchanged, each V3 at its own width 1.0, so the figures compare the architectures.
+RECIPES["flowers17-v3-large"] = {**RECIPES["flowers17"], "model": "mobilenet_v3_large", "width_mult": 1.0}
+RECIPES["flowers17-v3-small"] = {**RECIPES["flowers17"], "model": "mobilenet_v3_small", "width_mult": 1.0}

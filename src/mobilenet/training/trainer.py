@@ -52,7 +52,7 @@ from mobilenet.fileio import append_line, atomic_write_text, describe_failure, r
 from mobilenet.load import load, run_file
 from mobilenet.models import MobileNet, create_model
 from mobilenet.training import checkpoint as ckpt
-from mobilenet.training.batchnorm import fix_bn_statistics, renormalise_batchnorm
+from mobilenet.training.batchnorm import equalise_filter_norms, fix_bn_statistics, renormalise_batchnorm
 from mobilenet.training.config import TrainConfig
 from mobilenet.training.distributed import (
     GlobalBatchSampler,
@@ -253,6 +253,8 @@ def _train(config: TrainConfig, rt: Runtime, resume: bool) -> dict[str, Any]:
     model.to(rt.device, memory_format=_memory_format(config))
     if pretrained and not resume and not _bn_fixed(config):
         _renormalise_for(model, data, config, rt)
+    if pretrained and not resume and config.equalise_filters:
+        equalise_filter_norms(model)
     loop = _loop(config, rt, data)
     state = _new_state(model, config, loop.steps_per_epoch, rt, _build_ema(model, config))
     if resume:
