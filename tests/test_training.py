@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -518,43 +519,39 @@ def test_equalise_filter_norms_keeps_the_function_in_both_modes() -> None:
         torch.testing.assert_close(model.train()(images), before_train, atol=1e-4, rtol=1e-4)
 
 
-def test_fine_tuning_with_batch_statistics_renormalises_bn_first(tiny_data: Path, tmp_path: Path) -> None:
-    """--no-freeze-bn from weights: BN takes the data's statistics before training, the body's function kept."""
+def _fine_tune_frozen_epoch(
+    model: str, width: float, data: Path, tmp_path: Path, **overrides: Any
+) -> tuple[nn.Module, nn.Module]:
+    """Folded-like weights of ``model`` and the run fine-tuned from them for one epoch with the body frozen;
+    checks that the body computes what it did (BN re-measured or filters rescaled keep the function)."""
     torch.manual_seed(5)
-    pretrained = _folded_like(create_model("mobilenet_v1", width_mult=0.25, num_classes=7)).eval()
+    pretrained = _folded_like(create_model(model, width_mult=width, num_classes=7)).eval()
     source = _pretrained_file(pretrained, tmp_path / "p.safetensors")
-    out = tmp_path / "ft"
-    config = _config(tiny_data, out, weights=str(source), freeze_epochs=1, stop_after=1, freeze_bn=False)
-    config.width_mult = config.stem_stride = None
+    config = _config(data, tmp_path / "ft", weights=str(source), freeze_epochs=1, stop_after=1, **overrides)
+    config.model, config.width_mult, config.stem_stride = model, None, None
     train(config)
-    tuned, _ = load(out, tag="last")
-    before, after = pretrained.state_dict(), tuned.state_dict()
-    assert torch.equal(before["stem.conv.weight"], after["stem.conv.weight"])  # frozen for the first epoch
-    assert not torch.allclose(after["stem.bn.running_mean"], before["stem.bn.running_mean"])
+    tuned, _ = load(tmp_path / "ft", tag="last")
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(
             tuned.eval().forward_features(images), pretrained.forward_features(images), atol=1e-4, rtol=1e-4
         )
+    return pretrained, tuned
+
+
+def test_fine_tuning_with_batch_statistics_renormalises_bn_first(tiny_data: Path, tmp_path: Path) -> None:
+    """--no-freeze-bn from weights: BN takes the data's statistics before training, the body's function kept."""
+    pretrained, tuned = _fine_tune_frozen_epoch("mobilenet_v1", 0.25, tiny_data, tmp_path, freeze_bn=False)
+    before, after = pretrained.state_dict(), tuned.state_dict()
+    assert torch.equal(before["stem.conv.weight"], after["stem.conv.weight"])  # frozen for the first epoch
+    assert not torch.allclose(after["stem.bn.running_mean"], before["stem.bn.running_mean"])
 
 
 def test_fine_tuning_can_equalise_filters_first(tiny_data: Path, tmp_path: Path) -> None:
     """--equalise-filters: filters start at He's norm (the frozen first epoch keeps them), the function kept."""
-    torch.manual_seed(5)
-    pretrained = _folded_like(create_model("mobilenet_v2", width_mult=0.35, num_classes=7)).eval()
-    source = _pretrained_file(pretrained, tmp_path / "p.safetensors")
-    out = tmp_path / "ft"
-    config = _config(tiny_data, out, weights=str(source), freeze_epochs=1, stop_after=1, equalise_filters=True)
-    config.model, config.width_mult, config.stem_stride = "mobilenet_v2", None, None
-    train(config)
-    tuned, _ = load(out, tag="last")
+    _, tuned = _fine_tune_frozen_epoch("mobilenet_v2", 0.35, tiny_data, tmp_path, equalise_filters=True)
     norms = tuned.state_dict()["blocks.3.expand.conv.weight"].flatten(1).norm(dim=1)
     torch.testing.assert_close(norms, torch.full_like(norms, 2**0.5))
-    images = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(
-            tuned.eval().forward_features(images), pretrained.forward_features(images), atol=1e-4, rtol=1e-4
-        )
 
 
 def test_body_learns_after_its_frozen_epochs(tiny_data: Path, tmp_path: Path) -> None:
