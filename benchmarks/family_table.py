@@ -38,6 +38,7 @@ import torch
 
 from mobilenet.bench import (
     BACKENDS,
+    PEER_BUILDS,
     Row,
     Skip,
     build,
@@ -68,12 +69,6 @@ GOOGLE = {  # family member: Google's file(s) of it
     "mobilenet_v2_100_224": ("mobilenet_v2_1.0_224_quant.tflite",),
     "mobilenet_v3_small": ("v3-small_224_1.0_uint8.tflite",),
     "mobilenet_v3_large_minimal": ("v3-large-minimalistic_224_1.0_uint8.tflite",),
-}
-PEERS = {  # family member: the same architecture from the libraries users compare with
-    "mobilenet_v1_100_224": "timm:mobilenetv1_100",
-    "mobilenet_v2_100_224": "torchvision:mobilenet_v2",
-    "mobilenet_v3_large": "torchvision:mobilenet_v3_large",
-    "mobilenet_v3_small": "torchvision:mobilenet_v3_small",
 }
 GROUPS = ("latency", "versus", "top1_sample", "flowers17")
 
@@ -106,10 +101,10 @@ def latency(
 ) -> tuple[dict[str, dict], str]:
     """The fastest fp32 and int8 backend of each model at batch 1 (each at its own resolution), and the CPU.
 
-    With ``peers``, the same architecture from torchvision / timm (:data:`PEERS`) runs in the same
+    With ``peers``, the same architecture from torchvision / timm (:data:`PEER_BUILDS`) runs in the same
     run on every backend; the whole run and the ours-against-peer table go to ``table_path``.
     """
-    named = models + [PEERS[m] for m in models if peers and m in PEERS]
+    named = models + [PEER_BUILDS[m] for m in models if peers and m in PEER_BUILDS]
     subjects = [load_subject(name, registry_size(name)) for name in named]
     rows, skips, facts = run_bench(subjects, backends, (1,), threads=threads, runs=runs, log=print)
     for skip in skips:
@@ -131,19 +126,19 @@ def latency(
 def versus_peers(
     models: list[str], backends: list[str], calls: int, threads: int | None, table_path: Path
 ) -> list[dict[str, Any]]:
-    """Ours against the same architecture elsewhere (:data:`PEERS`) on every backend, timed call by call
+    """Ours against the same architecture elsewhere (:data:`PEER_BUILDS`) on every backend, timed call by call
     in turn at batch 1 (:func:`~mobilenet.bench.time_interleaved`); the table goes to ``table_path``."""
     threads = threads or default_threads()
     set_threads(threads)
     results: list[dict[str, Any]] = []
     skipped: list[str] = []
-    for model in [m for m in models if m in PEERS]:
-        subjects = [load_subject(name, registry_size(name)) for name in (model, PEERS[model])]
+    for model in [m for m in models if m in PEER_BUILDS]:
+        subjects = [load_subject(name, registry_size(name)) for name in (model, PEER_BUILDS[model])]
         size = subjects[0].resolution
         calib = calibration_batch(subjects[0])
         x = torch.rand(1, 3, size, size)
         for backend in backends:
-            print(f"{model} against {PEERS[model]} / {backend}", flush=True)
+            print(f"{model} against {PEER_BUILDS[model]} / {backend}", flush=True)
             torch._dynamo.reset()
             with tempfile.TemporaryDirectory() as work:
                 try:
@@ -155,7 +150,9 @@ def versus_peers(
                     skipped.append(f"skipped {model} / {backend}: {type(err).__name__}: {str(err)[:150]}")
                     continue
                 ours, peer = (statistics.median(t) * 1e3 for t in time_interleaved(runs, x, 5, calls))
-            results.append({"ours": model, "peer": PEERS[model], "backend": backend, "ours_ms": ours, "peer_ms": peer})
+            results.append(
+                {"ours": model, "peer": PEER_BUILDS[model], "backend": backend, "ours_ms": ours, "peer_ms": peer}
+            )
     cpu = cpu_line(cpu_info().describe())
     lines = [
         "# Ours against the same architecture elsewhere, call by call",
@@ -181,7 +178,7 @@ def family_bench_table(rows: list[Row], skips: list[Skip], facts: dict, figures:
     median = {(r.model, r.backend): r.median_ms for r in rows}
     lines = ["# The family at batch 1, every backend", "", "## Ours against the same architecture elsewhere", ""]
     lines += ["| ours | peer | backend | ours ms | peer ms | peer / ours |", "|---|---|---|---|---|---|"]
-    for model, peer in PEERS.items():
+    for model, peer in PEER_BUILDS.items():
         for backend in BACKENDS:
             if (model, backend) in median and (peer, backend) in median:
                 ours, theirs = median[model, backend], median[peer, backend]

@@ -80,11 +80,18 @@ BACKEND_PATHS = {
 }
 """The int8 path behind each int8 backend of ``mobilenet bench``."""
 OUT = ROOT / "docs" / "results" / "int8_accuracy.md"
-FAMILY_FINETUNES = {f"flowers17-ft-{a}": f"runs/flowers-ft-{a}" for a in ("v2", "v3-small", "v3-large-minimal")}
-"""Flowers-17 fine-tunes of the family's members: case -> run folder."""
+FAMILY_FINETUNES = {
+    "flowers17-ft-v2": "runs/flowers-ft-v2/last.safetensors",
+    "flowers17-ft-v3-small": "runs/flowers-ftbn20-v3-small/last.safetensors",
+    "flowers17-ft-v3-large-minimal": "runs/flowers-ftbn20-v3-large-minimal/last.safetensors",
+}
+"""Flowers-17 fine-tunes of the family's members (their last epoch, as ``mobilenet compare`` reports):
+case -> checkpoint (docs/RESULTS.md has the commands)."""
 CHECKPOINTS: dict[str, tuple[str, str, str]] = {
     "flowers17-ft": ("runs/flowers-ft", "flowers17", "valid"),
     **{name: (run, "flowers17", "valid") for name, run in FAMILY_FINETUNES.items()},
+    "flowers17-scratch-v3-large": ("runs/flowers-scratch-v3-large/last.safetensors", "flowers17", "valid"),
+    "flowers17-scratch-v3-small": ("runs/flowers-scratch-v3-small/last.safetensors", "flowers17", "valid"),
     "flowers17-relu6": ("runs/flowers-scratch", "flowers17", "valid"),
     "flowers17-relu": ("runs/flowers-scratch-relu", "flowers17", "valid"),
     "cifar10-relu6": ("runs/cifar-relu6", "cifar10", "test"),
@@ -92,7 +99,7 @@ CHECKPOINTS: dict[str, tuple[str, str, str]] = {
     "cifar10-v2-relu6": ("runs/cifar-v2-relu6", "cifar10", "test"),
     "cifar10-v2-relu": ("runs/cifar-v2-relu", "cifar10", "test"),
 }
-"""Cases of our own training runs: case -> (run folder, data set, evaluation split)."""
+"""Cases of our own training runs: case -> (run folder or checkpoint, data set, evaluation split)."""
 PATHS: dict[str, dict[str, Any]] = {
     "onnxruntime per-channel": {"format": "onnx", "per_channel": True},
     "onnxruntime per-tensor": {"format": "onnx", "per_channel": False},
@@ -117,10 +124,10 @@ class Case:
 
 
 def checkpoint_case(name: str, run: str, data: str, eval_split: str) -> Case | str:
-    folder = ROOT / run
-    if not folder.is_dir():
-        return f"{folder} not found (train it: see docs/RESULTS.md)"
-    model, card = load(folder)
+    source = ROOT / run
+    if not source.exists():
+        return f"{source} not found (train it: see docs/RESULTS.md)"
+    model, card = load(source)
     return Case(name, model, card, DATA / data, "train", 256, DATA / data, eval_split)
 
 

@@ -129,3 +129,24 @@ def test_family_bench_table_sets_ours_beside_the_peer_and_int8_beside_fp32() -> 
     text = family_table.family_bench_table(rows, [], facts, best)
     assert "| mobilenet_v3_small | torchvision:mobilenet_v3_small | onnxruntime | 2.00 | 2.50 | 1.25x |" in text
     assert "| mobilenet_v3_small | onnxruntime | 2.00 | openvino-int8 | 1.60 | 1.25x |" in text
+
+
+def test_each_figure_keeps_the_command_that_measured_it(tmp_path: Path) -> None:
+    """Two commands measuring different members under one group both stay; a rerun replaces its own source."""
+    path = tmp_path / "family.json"
+    compare.record(path, "int8_drop", {"mobilenet_v2_100_224": {"int8_drop": 0.5}}, "cpu", "first")
+    compare.record(path, "int8_drop", {"mobilenet_v3_small": {"int8_drop": -4.0}}, "cpu", "second")
+    results = compare.read_results(path)
+    assert {name: source["command"] for name, source in results["sources"].items()} == {
+        "int8_drop": "first",
+        "int8_drop-2": "second",
+    }
+    assert results["models"]["mobilenet_v3_small"]["int8_drop_source"] == "int8_drop-2"
+    compare.record(path, "int8_drop", {"mobilenet_v3_small": {"int8_drop": -3.0}}, "cpu", "second")
+    assert set(compare.read_results(path)["sources"]) == {"int8_drop", "int8_drop-2"}
+    compare.record(path, "int8_drop", {"mobilenet_v2_100_224": {"int8_drop": 0.0}}, "cpu", "third")
+    sources = compare.read_results(path)["sources"]  # "first" measures nothing any more: its source goes
+    assert {name: source["command"] for name, source in sources.items()} == {
+        "int8_drop": "third",
+        "int8_drop-2": "second",
+    }

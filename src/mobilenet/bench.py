@@ -83,6 +83,13 @@ EXPORT_FORMATS = {
 PRECISIONS = ("fp32", "int8")
 PEER_LIBRARIES = ("timm", "torchvision")
 PEERS = ("timm:mobilenetv1_100", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large")
+PEER_BUILDS = {
+    "mobilenet_v1_100_224": "timm:mobilenetv1_100",
+    "mobilenet_v2_100_224": "torchvision:mobilenet_v2",
+    "mobilenet_v3_large": "torchvision:mobilenet_v3_large",
+    "mobilenet_v3_small": "torchvision:mobilenet_v3_small",
+}
+"""Family member -> the same architecture from the libraries users compare with (the versus rows)."""
 DEFAULT_MODELS = ("mobilenet_v1", *PEERS)
 CALIB_IMAGES = 32
 

@@ -91,14 +91,31 @@ def record(
     path: str | Path, group: str, figures: Mapping[str, Mapping[str, Any]], cpu: str, command: str
 ) -> dict[str, Any]:
     """Merge ``figures`` (model -> {field: value}, fields of :data:`MEASURED`) into the results file at
-    ``path`` under a source ``group`` (what measured them: today's date, ``cpu``, ``command``)."""
+    ``path`` under a source ``group`` (what measured them: today's date, ``cpu``, ``command``).
+
+    Every figure keeps the source that measured it: when figures of an earlier command stay in the
+    file under ``group``, this command's source is named ``group-2`` (``-3``, ...), and sources no
+    figure refers to any more are dropped.
+    """
     unknown = {key for values in figures.values() for key in values} - set(MEASURED)
     if unknown:
         raise ValueError(f"unknown result fields {sorted(unknown)}; expected some of {', '.join(MEASURED)}")
     data = read_results(path)
+    replaced = {(model, f"{key}_source") for model, values in figures.items() for key in values}
+    kept = {
+        value
+        for model, fields in data["models"].items()
+        for key, value in fields.items()
+        if key.endswith("_source") and (model, key) not in replaced
+    }
+    name, n = group, 1
+    while name in kept and data["sources"].get(name, {}).get("command") != command:
+        n += 1
+        name = f"{group}-{n}"
     for model, values in figures.items():
-        data["models"].setdefault(model, {}).update({**values, **{f"{key}_source": group for key in values}})
-    data["sources"][group] = {"date": date.today().isoformat(), "cpu": cpu, "command": command}
+        data["models"].setdefault(model, {}).update({**values, **{f"{key}_source": name for key in values}})
+    data["sources"][name] = {"date": date.today().isoformat(), "cpu": cpu, "command": command}
+    data["sources"] = {key: value for key, value in data["sources"].items() if key in kept | {name}}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
     return data
