@@ -233,6 +233,14 @@ def test_flowers17_recipes_per_architecture_differ_only_in_the_model() -> None:
         assert different == {"model", "width_mult", "recipe"}
 
 
+def test_cifar10_finetune_for_v3_large_minimal_only_equalises_the_filters() -> None:
+    """The V3-Large-minimalistic CIFAR-10 fine-tune is V1's, with the folded filters equalised first."""
+    base = resolve_config("cifar10-finetune", out="x", weights="w.tflite")
+    config = resolve_config("cifar10-finetune-v3-large-minimal", out="x", weights="w.tflite")
+    assert config.equalise_filters and not base.equalise_filters
+    assert {k for k in vars(base) if getattr(base, k) != getattr(config, k)} == {"equalise_filters", "recipe"}
+
+
 def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
     straight = tmp_path / "straight"
     train(_config(tiny_data, straight))
