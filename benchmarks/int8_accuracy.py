@@ -3,7 +3,8 @@
 Cases (each skipped, with the reason, when its model or data is missing):
 - ``flowers17-ft``: the fine-tuned Flowers-17 checkpoint (``runs/flowers-ft``), calibrated on 256
   train images, evaluated on flowers17/valid; ``flowers17-ft-v2``, ``flowers17-ft-v3-small`` and
-  ``flowers17-ft-v3-large-minimal`` the same for the family's fine-tunes (``runs/flowers-ft-<arch>``);
+  ``flowers17-ft-v3-large-minimal`` the same for the family's fine-tunes, ``flowers17-scratch-v3-large``
+  and ``flowers17-scratch-v3-small`` for the V3s trained from scratch (:data:`CHECKPOINTS`);
 - ``flowers17-relu6`` and ``flowers17-relu``: the ReLU6 / ReLU models trained from scratch with the
   same recipe and seed (``--recipe flowers17 [--act relu]``, ``runs/flowers-scratch[-relu]``),
   calibrated on 256 train images, evaluated on flowers17/valid (the seed article's ReLU6 claim);
@@ -16,7 +17,9 @@ Cases (each skipped, with the reason, when its model or data is missing):
   share an image).
 
 Paths: ONNX Runtime QDQ with per-channel and per-tensor weights, PT2E with the x86 quantizer
-(``.pt2``, Inductor) and PT2E with the XNNPACK quantizer (``.pte``). The float reference is the
+(``.pt2``, Inductor), PT2E with the XNNPACK quantizer (``.pte``), and OpenVINO NNCF: plain
+post-training quantization (``openvino ptq``, what ``mobilenet bench``'s openvino-int8 runs) or
+accuracy-controlled (``openvino nncf``, the export's default). The float reference is the
 float ONNX file. With ``--latency`` each runtime's float file is exported too (its largest logit
 difference from PyTorch is printed) and the batch-1 latency of float and int8 is measured per
 runtime, in the same run (median of ``--runs`` calls). Output: stdout and
@@ -49,6 +52,7 @@ from mobilenet.compare import DEFAULT_RESULTS, read_results, record
 from mobilenet.data import load_eval_folder
 from mobilenet.evaluate import evaluate
 from mobilenet.export import export
+from mobilenet.export.openvino_export import DEFAULT_MAX_DROP
 from mobilenet.fileio import atomic_write_text
 from mobilenet.load import load
 
@@ -76,7 +80,7 @@ BACKEND_PATHS = {
     "onnxruntime-int8": "onnxruntime per-channel",
     "pt2e-int8": "pt2e x86 (.pt2)",
     "executorch-int8": "pt2e xnnpack (.pte)",
-    "openvino-int8": "openvino nncf",
+    "openvino-int8": "openvino ptq",
 }
 """The int8 path behind each int8 backend of ``mobilenet bench``."""
 OUT = ROOT / "docs" / "results" / "int8_accuracy.md"
@@ -105,7 +109,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "onnxruntime per-tensor": {"format": "onnx", "per_channel": False},
     "pt2e x86 (.pt2)": {"format": "pt2", "per_channel": True},
     "pt2e xnnpack (.pte)": {"format": "executorch", "per_channel": True},
-    "openvino nncf": {"format": "openvino", "per_channel": True},
+    "openvino nncf": {"format": "openvino", "per_channel": True, "max_drop": DEFAULT_MAX_DROP},
+    "openvino ptq": {"format": "openvino", "per_channel": True, "max_drop": None},
 }
 SUFFIXES = {"onnx": "onnx", "pt2": "pt2", "executorch": "pte", "openvino": "xml"}
 RUNTIMES = {"onnx": "ONNX Runtime", "pt2": "Inductor", "executorch": "ExecuTorch XNNPACK", "openvino": "OpenVINO"}
@@ -213,6 +218,7 @@ def run_case(
             calib_images=case.calib_images,
             calib_split=case.calib_split,
             per_channel=options["per_channel"],
+            max_drop=options.get("max_drop", DEFAULT_MAX_DROP),
         )
         acc, n, seconds = top1(out, case)
         print(f"{case.name}: {path} {acc:.2%} (drop {100 * (base - acc):+.2f} points, {seconds:.0f} s)", flush=True)

@@ -94,8 +94,8 @@ def test_int8_drop_recorded_is_the_fastest_int8_backends_path(tmp_path: Path) ->
         results, "latency", {"mobilenet_v3_small": {"int8_ms": 2.0, "int8_backend": "openvino-int8"}}, "c", "x"
     )
     drops = {
-        "imagenet-v3-small": {"onnxruntime per-channel": -2.5, "openvino nncf": 0.5},
-        "imagenet-v2": {"onnxruntime per-channel": 0.5, "openvino nncf": 0.0},  # no latency: the default path
+        "imagenet-v3-small": {"onnxruntime per-channel": -2.5, "openvino ptq": 0.5},
+        "imagenet-v2": {"onnxruntime per-channel": 0.5, "openvino ptq": 0.0},  # no latency: the default path
     }
     int8_accuracy.record_drops(results, drops, "python benchmarks/int8_accuracy.py --record")
     measured = compare.read_results(results)["models"]
