@@ -11,6 +11,10 @@ of figures with the date, CPU and command:
   called in turn call by call (a table, ``--versus-table``: docs/results/bench_versus.md; the
   latency group's rows are timed minutes apart, and this machine's speed drifts by more than the
   differences between two builds of one architecture);
+- ``int8_vs_fp32``: every backend of a member called in turn call by call, the fastest fp32 and int8
+  of them (a table, ``--int8-table``: docs/results/bench_int8_vs_fp32.md); its figures replace the
+  ``latency`` group's for the members it measures, since the alternation keeps their ratio where
+  the latency group's rows, timed minutes apart, drift;
 - ``top1_sample``: ``mobilenet eval`` of Google's TFLite weights (converted to float) on the
   300-image ImageNet sample, for the members Google published files of;
 - ``flowers17`` (``--flowers NAME=RUN,...``): ``mobilenet eval`` of fine-tuned runs' last epoch on
@@ -39,6 +43,7 @@ import torch
 from mobilenet.bench import (
     BACKENDS,
     PEER_BUILDS,
+    PRECISIONS,
     Row,
     Skip,
     build,
@@ -46,6 +51,7 @@ from mobilenet.bench import (
     cpu_info,
     default_threads,
     load_subject,
+    precision_of,
     registry_size,
     run_bench,
     set_threads,
@@ -70,7 +76,7 @@ GOOGLE = {  # family member: Google's file(s) of it
     "mobilenet_v3_small": ("v3-small_224_1.0_uint8.tflite",),
     "mobilenet_v3_large_minimal": ("v3-large-minimalistic_224_1.0_uint8.tflite",),
 }
-GROUPS = ("latency", "versus", "top1_sample", "flowers17")
+GROUPS = ("latency", "versus", "int8_vs_fp32", "top1_sample", "flowers17")
 
 
 def eval_top1(args: list[str]) -> float:
@@ -173,6 +179,58 @@ def versus_peers(
     return results
 
 
+def int8_against_fp32(
+    models: list[str], backends: list[str], calls: int, threads: int | None, table_path: Path
+) -> tuple[dict[str, dict], str]:
+    """The fastest fp32 and int8 backend of each model at batch 1, its backends called in turn
+    (:func:`~mobilenet.bench.time_interleaved`); the table of every backend goes to ``table_path``."""
+    threads = threads or default_threads()
+    set_threads(threads)
+    figures: dict[str, dict] = {}
+    lines: list[str] = []
+    skipped: list[str] = []
+    for model in models:
+        print(f"{model}: every backend in turn", flush=True)
+        subject = load_subject(model, registry_size(model))
+        calib, size = calibration_batch(subject), subject.resolution
+        torch._dynamo.reset()
+        with tempfile.TemporaryDirectory() as work:
+            built: dict[str, Any] = {}
+            for backend in backends:
+                try:
+                    built[backend] = build(backend, subject, size, calib, Path(work), threads)
+                except Exception as err:  # a backend that cannot build this model: named, not fatal
+                    skipped.append(f"skipped {model} / {backend}: {type(err).__name__}: {str(err)[:150]}")
+            times = time_interleaved(list(built.values()), torch.rand(1, 3, size, size), 5, calls)
+        medians = {backend: statistics.median(t) * 1e3 for backend, t in zip(built, times, strict=True)}
+        for precision in PRECISIONS:
+            mine = {b: ms for b, ms in medians.items() if precision_of(b) == precision}
+            if mine:
+                best = min(mine, key=mine.__getitem__)
+                figures.setdefault(model, {}).update(
+                    {f"{precision}_ms": round(mine[best], 3), f"{precision}_backend": best}
+                )
+        lines += [f"| {model} | {b} | {precision_of(b)} | {ms:.2f} |" for b, ms in medians.items()]
+        if {"fp32_ms", "int8_ms"} <= set(figures.get(model, {})):
+            best = figures[model]
+            lines.append(
+                f"| **{model}** | best int8 {best['int8_backend']} against best fp32 {best['fp32_backend']} | "
+                f"fp32 / int8 | **{best['fp32_ms'] / best['int8_ms']:.2f}x** |"
+            )
+    cpu = f"{cpu_line(cpu_info().describe())}, {threads} threads"
+    head = [
+        "# Best int8 against best fp32, every backend called in turn",
+        "",
+        f"Batch 1, median of {calls} calls each, a model's backends called in turn; {cpu}; {date.today().isoformat()}.",
+        "",
+        "| model | backend | precision | median ms |",
+        "|---|---|---|---|",
+    ]
+    table_path.write_text("\n".join([*head, *lines, "", *skipped, ""]), encoding="utf-8")
+    print(f"wrote {table_path}")
+    return figures, cpu
+
+
 def family_bench_table(rows: list[Row], skips: list[Skip], facts: dict, figures: dict[str, dict]) -> str:
     """Markdown: ours against the same architecture elsewhere per backend, best int8 against best fp32, every row."""
     median = {(r.model, r.backend): r.median_ms for r in rows}
@@ -203,6 +261,7 @@ def main() -> int:
     parser.add_argument("--no-peers", action="store_true", help="time ours only (no torchvision / timm rows)")
     parser.add_argument("--table", type=Path, default=ROOT / "docs" / "results" / "bench_family.md")
     parser.add_argument("--versus-table", type=Path, default=ROOT / "docs" / "results" / "bench_versus.md")
+    parser.add_argument("--int8-table", type=Path, default=ROOT / "docs" / "results" / "bench_int8_vs_fp32.md")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--results", type=Path, default=ROOT / DEFAULT_RESULTS)
@@ -215,6 +274,9 @@ def main() -> int:
         record(args.results, "latency", figures, cpu, command)
     if "versus" not in skip:
         versus_peers(models, args.backends.split(","), args.runs, args.threads, args.versus_table)
+    if "int8_vs_fp32" not in skip:
+        figures, cpu = int8_against_fp32(models, args.backends.split(","), args.runs, args.threads, args.int8_table)
+        record(args.results, "latency", figures, cpu, command)
     cpu = cpu_line(cpu_info().describe())
     if "top1_sample" not in skip and TFLITE.is_dir():
         sample = str(DATA / "imagenet-val-sample")

@@ -150,3 +150,24 @@ def test_each_figure_keeps_the_command_that_measured_it(tmp_path: Path) -> None:
         "int8_drop": "third",
         "int8_drop-2": "second",
     }
+
+
+@pytest.mark.slow
+def test_int8_against_fp32_times_every_backend_in_turn_and_names_the_fastest(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    family_table = _benchmark("family_table")
+    table = tmp_path / "int8_vs_fp32.md"
+    backends = ["eager", "onnxruntime", "onnxruntime-int8", "no-such-backend"]
+    figures, cpu = family_table.int8_against_fp32(["mobilenet_v1_025_128"], backends, 3, 1, table)
+    text = table.read_text()
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| mobilenet_v1_025_128 |")]
+    medians = {cells[1]: float(cells[3].rstrip(" |")) for cells in rows}
+    assert set(medians) == {"eager", "onnxruntime", "onnxruntime-int8"}
+    best = figures["mobilenet_v1_025_128"]
+    assert best["fp32_backend"] == min(("eager", "onnxruntime"), key=medians.__getitem__)
+    assert (best["int8_backend"], best["int8_ms"]) == (
+        "onnxruntime-int8",
+        pytest.approx(medians["onnxruntime-int8"], abs=0.01),
+    )
+    assert f"{best['fp32_ms'] / best['int8_ms']:.2f}x" in text and "1 threads" in cpu
+    assert "skipped mobilenet_v1_025_128 / no-such-backend: ConfigError" in text

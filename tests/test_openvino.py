@@ -15,7 +15,7 @@ from mobilenet.bench import GEMMS, run_bench
 from mobilenet.card import ModelCard
 from mobilenet.cli import main
 from mobilenet.errors import ExportError
-from mobilenet.export import load_exported, read_exported_card
+from mobilenet.export import load_exported, openvino_export, read_exported_card
 from mobilenet.export.openvino_export import read_ir
 from mobilenet.weights import save_native
 from test_export import CLASSES, fails, json_card, random_model, run_json, write_images
@@ -83,6 +83,40 @@ def test_int8_ir_is_quantized_within_its_budget(exported: tuple, tmp_path: Path,
     assert ops.count("FakeQuantize") == quant["int8_layers"]
     result = run_json(capsys, ["eval", "--exported", str(out), "--data", str(data), "--json"])
     assert result["n"] == 8 and set(result["per_class"]) == set(CLASSES)
+
+
+@pytest.mark.slow
+def test_accuracy_control_returns_a_bounded_number_of_layers_to_float(
+    exported: tuple, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nncf
+
+    seen: dict = {}
+
+    def spy(model, calibration, validation, validate, **kwargs):  # plain PTQ in place of the search
+        seen.update(kwargs)
+        return nncf.quantize(model, calibration, subset_size=kwargs["subset_size"])
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", spy)
+    run, data, _, _ = exported
+    out = tmp_path / "int8.xml"
+    argv = ["export", "--checkpoint", str(run), "--format", "openvino", "--out", str(out), "--int8"]
+    info = run_json(capsys, [*argv, "--calib-data", str(data), "--calib-images", "8", "--json"])
+    limit = seen["advanced_accuracy_restorer_parameters"].max_num_iterations
+    assert limit == openvino_export.MAX_FLOAT_LAYERS == info["quantization"]["max_float_layers"]
+
+
+@pytest.mark.slow
+def test_int8_short_of_its_budget_warns_and_says_so_in_the_card(
+    exported: tuple, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openvino_export, "quantize_ir", lambda graph, images, max_drop: (graph, 0.75))
+    run, data, _, _ = exported
+    out = tmp_path / "int8.xml"
+    argv = ["export", "--checkpoint", str(run), "--format", "openvino", "--out", str(out), "--int8"]
+    with pytest.warns(UserWarning, match=r"75\.0% of the calibration images, short of the 99\.0% asked"):
+        info = run_json(capsys, [*argv, "--calib-data", str(data), "--calib-images", "8", "--max-drop", "1", "--json"])
+    assert info["quantization"]["calib_top1_agreement"] == 0.75 and out.is_file()
 
 
 @pytest.mark.slow
