@@ -12,9 +12,9 @@ of figures with the date, CPU and command:
   latency group's rows are timed minutes apart, and this machine's speed drifts by more than the
   differences between two builds of one architecture);
 - ``int8_vs_fp32``: every backend of a member called in turn call by call, the fastest fp32 and int8
-  of them (a table, ``--int8-table``: docs/results/bench_int8_vs_fp32.md); its figures replace the
-  ``latency`` group's for the members it measures, since the alternation keeps their ratio where
-  the latency group's rows, timed minutes apart, drift;
+  of them (a table, ``--int8-table``: docs/results/bench_int8_vs_fp32.md; not recorded: the ratio
+  holds where the latency group's rows, timed minutes apart, drift, but alternating runtimes inflates
+  every runtime's absolute time, see docs/log/2026-12-02-int8-against-fp32.md);
 - ``top1_sample``: ``mobilenet eval`` of Google's TFLite weights (converted to float) on the
   300-image ImageNet sample, for the members Google published files of;
 - ``flowers17`` (``--flowers NAME=RUN,...``): ``mobilenet eval`` of fine-tuned runs' last epoch on
@@ -275,8 +275,7 @@ def main() -> int:
     if "versus" not in skip:
         versus_peers(models, args.backends.split(","), args.runs, args.threads, args.versus_table)
     if "int8_vs_fp32" not in skip:
-        figures, cpu = int8_against_fp32(models, args.backends.split(","), args.runs, args.threads, args.int8_table)
-        record(args.results, "latency", figures, cpu, command)
+        int8_against_fp32(models, args.backends.split(","), args.runs, args.threads, args.int8_table)
     cpu = cpu_line(cpu_info().describe())
     if "top1_sample" not in skip and TFLITE.is_dir():
         sample = str(DATA / "imagenet-val-sample")
