@@ -102,6 +102,18 @@ def one_file(files: tuple[str, ...], work: Path) -> str:
     return str(save_native(model, card, work / "joined.safetensors"))
 
 
+def fastest(medians: dict[str, float]) -> dict[str, Any]:
+    """``{"fp32_ms", "fp32_backend", "int8_ms", "int8_backend"}``: the fastest backend of each precision
+    among ``medians`` (backend -> median ms of one model at batch 1); a precision not measured is left out."""
+    best: dict[str, Any] = {}
+    for precision in PRECISIONS:
+        mine = {backend: ms for backend, ms in medians.items() if precision_of(backend) == precision}
+        if mine:
+            backend = min(mine, key=mine.__getitem__)
+            best.update({f"{precision}_ms": round(mine[backend], 3), f"{precision}_backend": backend})
+    return best
+
+
 def latency(
     models: list[str], backends: list[str], peers: bool, runs: int, threads: int | None, table_path: Path
 ) -> tuple[dict[str, dict], str]:
@@ -117,13 +129,8 @@ def latency(
         print(f"skipped {skip.model} / {skip.backend}: {skip.reason}")
     figures: dict[str, dict] = {}
     for model in models:
-        for precision in ("fp32", "int8"):
-            mine = [r for r in rows if r.model == model and r.precision == precision]
-            if mine:
-                best = min(mine, key=lambda r: r.median_ms)
-                figures.setdefault(model, {}).update(
-                    {f"{precision}_ms": round(best.median_ms, 3), f"{precision}_backend": best.backend}
-                )
+        if best := fastest({r.backend: r.median_ms for r in rows if r.model == model}):
+            figures[model] = best
     table_path.write_text(family_bench_table(rows, skips, facts, figures), encoding="utf-8")
     print(f"wrote {table_path}")
     return figures, f"{cpu_line(facts['cpu'])}, {facts['threads']} threads"
@@ -203,13 +210,8 @@ def int8_against_fp32(
                     skipped.append(f"skipped {model} / {backend}: {type(err).__name__}: {str(err)[:150]}")
             times = time_interleaved(list(built.values()), torch.rand(1, 3, size, size), 5, calls)
         medians = {backend: statistics.median(t) * 1e3 for backend, t in zip(built, times, strict=True)}
-        for precision in PRECISIONS:
-            mine = {b: ms for b, ms in medians.items() if precision_of(b) == precision}
-            if mine:
-                best = min(mine, key=mine.__getitem__)
-                figures.setdefault(model, {}).update(
-                    {f"{precision}_ms": round(mine[best], 3), f"{precision}_backend": best}
-                )
+        if best := fastest(medians):
+            figures[model] = best
         lines += [f"| {model} | {b} | {precision_of(b)} | {ms:.2f} |" for b, ms in medians.items()]
         if {"fp32_ms", "int8_ms"} <= set(figures.get(model, {})):
             best = figures[model]
