@@ -11,10 +11,11 @@ of figures with the date, CPU and command:
   called in turn call by call (a table, ``--versus-table``: docs/results/bench_versus.md; the
   latency group's rows are timed minutes apart, and this machine's speed drifts by more than the
   differences between two builds of one architecture);
-- ``int8_vs_fp32``: every backend of a member called in turn call by call, the fastest fp32 and int8
-  of them (a table, ``--int8-table``: docs/results/bench_int8_vs_fp32.md; not recorded: the ratio
-  holds where the latency group's rows, timed minutes apart, drift, but alternating runtimes inflates
-  every runtime's absolute time, see docs/log/2026-12-02-int8-against-fp32.md);
+- ``int8_vs_fp32``: every backend of a member called in turn, ``TURN_BLOCK`` timed calls a turn after
+  ``TURN_SETTLE`` untimed ones (:mod:`mobilenet.bench`), the fastest fp32 and int8 of them (a table,
+  ``--int8-table``: docs/results/bench_int8_vs_fp32.md). Recorded after the latency group, so its figures replace the
+  latency group's for the members it measures: the ratio of best int8 to best fp32 holds here where
+  the latency group's rows, timed minutes apart, drift (docs/results/interleaving.md);
 - ``top1_sample``: ``mobilenet eval`` of Google's TFLite weights (converted to float) on the
   300-image ImageNet sample, for the members Google published files of;
 - ``flowers17`` (``--flowers NAME=RUN,...``): ``mobilenet eval`` of fine-tuned runs' last epoch on
@@ -44,6 +45,8 @@ from mobilenet.bench import (
     BACKENDS,
     PEER_BUILDS,
     PRECISIONS,
+    TURN_BLOCK,
+    TURN_SETTLE,
     Row,
     Skip,
     build,
@@ -208,7 +211,8 @@ def int8_against_fp32(
                     built[backend] = build(backend, subject, size, calib, Path(work), threads)
                 except Exception as err:  # a backend that cannot build this model: named, not fatal
                     skipped.append(f"skipped {model} / {backend}: {type(err).__name__}: {str(err)[:150]}")
-            times = time_interleaved(list(built.values()), torch.rand(1, 3, size, size), 5, calls)
+            x = torch.rand(1, 3, size, size)
+            times = time_interleaved(list(built.values()), x, 5, calls, block=TURN_BLOCK, settle=TURN_SETTLE)
         medians = {backend: statistics.median(t) * 1e3 for backend, t in zip(built, times, strict=True)}
         if best := fastest(medians):
             figures[model] = best
@@ -223,7 +227,8 @@ def int8_against_fp32(
     head = [
         "# Best int8 against best fp32, every backend called in turn",
         "",
-        f"Batch 1, median of {calls} calls each, a model's backends called in turn; {cpu}; {date.today().isoformat()}.",
+        f"Batch 1, median of {calls} calls each, a model's backends called in turn ({TURN_BLOCK} timed calls a "
+        f"turn after {TURN_SETTLE} untimed); {cpu}; {date.today().isoformat()}.",
         "",
         "| model | backend | precision | median ms |",
         "|---|---|---|---|",
@@ -277,7 +282,8 @@ def main() -> int:
     if "versus" not in skip:
         versus_peers(models, args.backends.split(","), args.runs, args.threads, args.versus_table)
     if "int8_vs_fp32" not in skip:
-        int8_against_fp32(models, args.backends.split(","), args.runs, args.threads, args.int8_table)
+        figures, cpu = int8_against_fp32(models, args.backends.split(","), args.runs, args.threads, args.int8_table)
+        record(args.results, "int8_vs_fp32", figures, cpu, command)
     cpu = cpu_line(cpu_info().describe())
     if "top1_sample" not in skip and TFLITE.is_dir():
         sample = str(DATA / "imagenet-val-sample")

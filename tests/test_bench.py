@@ -164,3 +164,21 @@ def test_interleaved_timing_calls_the_runs_in_turn_and_reverses_the_order() -> N
     times = time_interleaved([runner("a", 0.004), runner("b", 0.001)], torch.zeros(1), warmup=1, calls=4)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then a-b, b-a, ...
     assert [len(t) for t in times] == [4, 4] and min(times[0]) >= 0.004 and min(times[0]) > statistics.median(times[1])
+
+
+def test_interleaved_timing_in_blocks_settles_each_turn_untimed() -> None:
+    calls: list[str] = []
+    slow_first = {"a": 0.02}  # the first call of each turn of "a" is slow (a pool spinning up, a cold cache)
+
+    def runner(name: str):
+        def run(x: torch.Tensor) -> None:
+            if not calls or calls[-1] != name:
+                time.sleep(slow_first.get(name, 0.0))
+            calls.append(name)
+
+        return run
+
+    times = time_interleaved([runner("a"), runner("b")], torch.zeros(1), warmup=0, calls=5, block=2, settle=1)
+    # three rounds (a a a, b b b; b b b, a a a; a a, b b): one untimed call, then two timed, the last turn short
+    assert "".join(calls) == "aaabbbbbbaaaaabb"
+    assert [len(t) for t in times] == [5, 5] and max(times[0]) < 0.02

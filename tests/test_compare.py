@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mobilenet import compare
 from mobilenet.cli import main
@@ -171,3 +172,27 @@ def test_int8_against_fp32_times_every_backend_in_turn_and_names_the_fastest(tmp
     )
     assert f"{best['fp32_ms'] / best['int8_ms']:.2f}x" in text and "1 threads" in cpu
     assert "skipped mobilenet_v1_025_128 / no-such-backend: ConfigError" in text
+
+
+def test_interleaving_times_every_way_and_the_xnnpack_pair_alone() -> None:
+    interleaving = _benchmark("interleaving")
+    called: list[str] = []
+
+    def runner(name: str):
+        return lambda x: called.append(name)
+
+    built = {name: runner(name) for name in ("onnxruntime", "executorch", "executorch-int8")}
+    timers = interleaving.ways(built, {"onnxruntime": runner("quiet onnxruntime")}, torch.zeros(1), calls=2)
+    measured = {way: timer() for way, timer in timers.items()}
+    assert list(measured) == [
+        "alone",
+        "turns of 1",
+        "turns of 1, ORT not spinning",
+        "turns of 10 after 3 untimed",
+        "XNNPACK pair, turns of 1",
+    ]
+    assert all(set(ms) == set(built) for way, ms in measured.items() if "pair" not in way)
+    assert set(measured["XNNPACK pair, turns of 1"]) == {"executorch", "executorch-int8"}
+    assert "quiet onnxruntime" in called
+    assert interleaving.best_ratio({"onnxruntime": 3.0, "executorch": 2.0, "executorch-int8": 1.6}) == "1.25x"
+    assert interleaving.best_ratio({"onnxruntime": 3.0}) == "-"

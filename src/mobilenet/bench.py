@@ -183,8 +183,13 @@ def subject_of(name: str, module: nn.Module, resolution: int) -> Subject:
     return Subject(name, module, graph.eval(), cost, in_chans, resolution)
 
 
-def build(backend: str, subject: Subject, resolution: int, calib: torch.Tensor, work: Path, threads: int) -> Run:
-    """A function that runs ``subject`` on a batch with ``backend`` (and converts its input as the backend wants)."""
+def build(
+    backend: str, subject: Subject, resolution: int, calib: torch.Tensor, work: Path, threads: int, spin: bool = True
+) -> Run:
+    """A function that runs ``subject`` on a batch with ``backend`` (and converts its input as the backend wants).
+
+    ``spin=False``: ONNX Runtime's threads wait without spinning (:func:`~mobilenet.export.onnx_export.ort_runner`).
+    """
     if backend == "eager":
         return _no_grad(subject.module)
     if backend == "channels_last":
@@ -204,10 +209,11 @@ def build(backend: str, subject: Subject, resolution: int, calib: torch.Tensor, 
         if backend == "openvino-int8":
             return ov_runner(quantize_ir(ir_from_onnx(float_path), calib, max_drop=None)[0], threads)
         if backend == "onnxruntime":
-            return ort_runner(float_path, threads)
+            return ort_runner(float_path, threads, spin)
         path = work / f"{backend}.onnx"
-        quantize_onnx_file(float_path, path, calib, reduce_range=True)
-        return ort_runner(path, threads)
+        if not path.exists():
+            quantize_onnx_file(float_path, path, calib, reduce_range=True)
+        return ort_runner(path, threads, spin)
     if backend in ("executorch", "executorch-int8"):
         path = work / f"{backend}.pte"
         int8 = calib if backend == "executorch-int8" else None
@@ -242,20 +248,39 @@ def calibration_batch(subject: Subject) -> torch.Tensor:
     return torch.rand(CALIB_IMAGES, subject.in_chans, subject.resolution, subject.resolution) * 4 - 2
 
 
-def time_interleaved(runs: Sequence[Run], x: torch.Tensor, warmup: int, calls: int) -> list[list[float]]:
+TURN_BLOCK = 10
+"""Timed calls of one run per turn where runs of different runtimes are called in turn."""
+TURN_SETTLE = 3
+"""Untimed calls that start each such turn, while the previous runtime's threads stop spinning and the
+model's weights come back into cache."""
+
+
+def time_interleaved(
+    runs: Sequence[Run], x: torch.Tensor, warmup: int, calls: int, block: int = 1, settle: int = 0
+) -> list[list[float]]:
     """Seconds of each of ``calls`` calls of every ``run(x)``, the runs called in turn (the order reversed
     every other round), after ``warmup`` untimed rounds: a machine whose speed drifts (other jobs,
-    clocks) slows each run alike, so their ratio holds where runs timed minutes apart do not."""
+    clocks) slows each run alike, so their ratio holds where runs timed minutes apart do not.
+
+    Each turn is ``settle`` untimed calls and then ``block`` timed ones. Runs of different runtimes
+    need both (:data:`TURN_BLOCK`, :data:`TURN_SETTLE`): a runtime's thread pool keeps spinning for a
+    while after its call (ONNX Runtime's does by default) and takes the cores from the next runtime's
+    first calls, and the next model's weights start out of cache; one call a turn then times that,
+    not the model (docs/results/interleaving.md).
+    """
     for _ in range(warmup):
         for run in runs:
             run(x)
     times: list[list[float]] = [[] for _ in runs]
-    for round_ in range(calls):
+    for round_ in range(-(-calls // block)):
         order = range(len(runs)) if round_ % 2 == 0 else reversed(range(len(runs)))
         for index in order:
-            start = time.perf_counter()
-            runs[index](x)
-            times[index].append(time.perf_counter() - start)
+            for _ in range(settle):
+                runs[index](x)
+            for _ in range(min(block, calls - len(times[index]))):
+                start = time.perf_counter()
+                runs[index](x)
+                times[index].append(time.perf_counter() - start)
     return times
 
 
