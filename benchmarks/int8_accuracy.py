@@ -11,8 +11,8 @@ Cases (each skipped, with the reason, when its model or data is missing):
 - ``cifar10-relu6`` and ``cifar10-relu``: the same comparison on CIFAR-10 (``runs/cifar-relu6``,
   ``runs/cifar-relu``), calibrated on 256 train images, evaluated on the 10,000 test images;
   ``cifar10-v2-relu6`` and ``cifar10-v2-relu`` the same for V2 (``runs/cifar-v2-relu6[-relu]``);
-- ``imagenet-sample`` (V1 1.0-224), ``imagenet-v2`` (V2 1.0-224), ``imagenet-v3-small`` and
-  ``imagenet-v3-large-minimal``: Google's TFLite weights converted to float, calibrated on 100
+- ``imagenet-sample`` (V1 1.0-224), ``imagenet-v1-075`` (V1 0.75-192), ``imagenet-v2`` (V2 1.0-224),
+  ``imagenet-v3-small`` and ``imagenet-v3-large-minimal``: Google's TFLite weights converted to float, calibrated on 100
   images of the 300-image sample and evaluated on the other 200 (calibration and evaluation never
   share an image).
 
@@ -64,6 +64,7 @@ GOOGLE = {
         "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
         "mobilenet_quant_v1_224_head_layers.tflite",
     ),
+    "imagenet-v1-075": ("mobilenet_v1_0.75_192_quant.tflite",),
     "imagenet-v2": ("mobilenet_v2_1.0_224_quant.tflite",),
     "imagenet-v3-small": ("v3-small_224_1.0_uint8.tflite",),
     "imagenet-v3-large-minimal": ("v3-large-minimalistic_224_1.0_uint8.tflite",),
@@ -71,6 +72,7 @@ GOOGLE = {
 """Google's TFLite files per ImageNet case (V1 1.0-224 is a body file and a head file)."""
 MEMBERS = {
     "imagenet-sample": "mobilenet_v1_100_224",
+    "imagenet-v1-075": "mobilenet_v1_075_192",
     "imagenet-v2": "mobilenet_v2_100_224",
     "imagenet-v3-small": "mobilenet_v3_small",
     "imagenet-v3-large-minimal": "mobilenet_v3_large_minimal",
