@@ -13,9 +13,10 @@ of figures with the date, CPU and command:
   differences between two builds of one architecture);
 - ``int8_vs_fp32``: every backend of a member called in turn, ``TURN_BLOCK`` timed calls a turn after
   ``TURN_SETTLE`` untimed ones (:mod:`mobilenet.bench`), the fastest fp32 and int8 of them (a table,
-  ``--int8-table``: docs/results/bench_int8_vs_fp32.md). Recorded after the latency group, so its figures replace the
-  latency group's for the members it measures: the ratio of best int8 to best fp32 holds here where
-  the latency group's rows, timed minutes apart, drift (docs/results/interleaving.md);
+  ``--int8-table``: docs/results/bench_int8_vs_fp32.md). Recorded after the latency group, so its
+  figures replace the latency group's for the members it measures: the ratio of best int8 to best
+  fp32 holds here where the latency group's rows, timed minutes apart, drift
+  (docs/results/interleaving.md);
 - ``top1_sample``: ``mobilenet eval`` of Google's TFLite weights (converted to float) on the
   300-image ImageNet sample, for the members Google published files of;
 - ``flowers17`` (``--flowers NAME=RUN,...``): ``mobilenet eval`` of fine-tuned runs' last epoch on
@@ -44,7 +45,6 @@ import torch
 from mobilenet.bench import (
     BACKENDS,
     PEER_BUILDS,
-    PRECISIONS,
     TURN_BLOCK,
     TURN_SETTLE,
     Row,
@@ -53,6 +53,7 @@ from mobilenet.bench import (
     calibration_batch,
     cpu_info,
     default_threads,
+    fastest,
     load_subject,
     precision_of,
     registry_size,
@@ -103,18 +104,6 @@ def one_file(files: tuple[str, ...], work: Path) -> str:
         return str(TFLITE / files[0])
     model, card = load([TFLITE / f for f in files])
     return str(save_native(model, card, work / "joined.safetensors"))
-
-
-def fastest(medians: dict[str, float]) -> dict[str, Any]:
-    """``{"fp32_ms", "fp32_backend", "int8_ms", "int8_backend"}``: the fastest backend of each precision
-    among ``medians`` (backend -> median ms of one model at batch 1); a precision not measured is left out."""
-    best: dict[str, Any] = {}
-    for precision in PRECISIONS:
-        mine = {backend: ms for backend, ms in medians.items() if precision_of(backend) == precision}
-        if mine:
-            backend = min(mine, key=mine.__getitem__)
-            best.update({f"{precision}_ms": round(mine[backend], 3), f"{precision}_backend": backend})
-    return best
 
 
 def latency(

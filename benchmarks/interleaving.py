@@ -38,8 +38,8 @@ from mobilenet.bench import (
     build,
     calibration_batch,
     cpu_info,
+    fastest,
     load_subject,
-    precision_of,
     registry_size,
     set_threads,
     time_interleaved,
@@ -73,8 +73,8 @@ def ways(built: dict[str, Run], quiet_ort: dict[str, Run], x: torch.Tensor, call
 
 def best_ratio(ms: dict[str, float]) -> str:
     """Best fp32 over best int8 among ``ms`` (``-`` when a precision is missing)."""
-    best = {p: min((v for k, v in ms.items() if precision_of(k) == p), default=None) for p in ("fp32", "int8")}
-    return f"{best['fp32'] / best['int8']:.2f}x" if best["fp32"] and best["int8"] else "-"
+    best = fastest(ms)
+    return f"{best['fp32_ms'] / best['int8_ms']:.2f}x" if {"fp32_ms", "int8_ms"} <= set(best) else "-"
 
 
 def main() -> int:

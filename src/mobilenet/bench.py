@@ -592,6 +592,18 @@ def precision_of(backend: str) -> str:
     return "int8" if backend in INT8_BACKENDS else "fp32"
 
 
+def fastest(medians: dict[str, float]) -> dict[str, Any]:
+    """``{"fp32_ms", "fp32_backend", "int8_ms", "int8_backend"}``: the fastest backend of each precision
+    among ``medians`` (backend -> median ms of one model at batch 1); a precision not measured is left out."""
+    best: dict[str, Any] = {}
+    for precision in PRECISIONS:
+        mine = {backend: ms for backend, ms in medians.items() if precision_of(backend) == precision}
+        if mine:
+            backend = min(mine, key=mine.__getitem__)
+            best.update({f"{precision}_ms": round(mine[backend], 3), f"{precision}_backend": backend})
+    return best
+
+
 def _best(*measured: dict[str, float]) -> dict[str, float]:
     """Each implementation's highest rate over several measurements."""
     return {name: max(m[name] for m in measured if name in m) for name in dict.fromkeys(k for m in measured for k in m)}
