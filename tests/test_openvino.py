@@ -136,6 +136,26 @@ def test_bench_runs_openvino_under_its_floor(exported: tuple) -> None:
     assert all(0 < r.floor_pct <= 100 for r in rows) and facts["over_floor"] == []
 
 
+def test_runner_compiles_the_first_shapes_static(exported: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first ``static_shapes`` batch shapes each get a static compile; others and a second call reuse."""
+    model = read_ir(exported[2])
+    compiled: list[str] = []
+    real = openvino_export._compile
+
+    def counting(core, graph, config):  # records each compile's input shape
+        compiled.append(str(graph.inputs[0].get_partial_shape()))
+        return real(core, graph, config)
+
+    monkeypatch.setattr(openvino_export, "_compile", counting)
+    run = openvino_export.ov_runner(model, threads=1, static_shapes=2)
+    dynamic = openvino_export.ov_runner(model, threads=1, static_shapes=0)
+    assert compiled == ["[?,3,32,32]", "[?,3,32,32]"]
+    images = torch.rand(3, 3, 32, 32)
+    for batch in (1, 1, 3, 2, 3):
+        assert torch.allclose(run(images[:batch]), dynamic(images[:batch]), atol=1e-5)
+    assert compiled[2:] == ["[1,3,32,32]", "[3,3,32,32]"]  # the batch of 2 came third: dynamic
+
+
 def corrupt(folder: Path, xml: bytes, with_bin: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.xml").write_bytes(xml)
