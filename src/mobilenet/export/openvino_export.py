@@ -17,7 +17,7 @@ otherwise take one round per layer. A budget not met is said in a warning and in
 IR files run on OpenVINO's CPU plugin with a set thread count and fp32 inference precision: on
 CPUs with AVX512-BF16 or AMX the plugin's default is bf16, which would make an "fp32" row bf16.
 The IR keeps its batch dynamic; a runner compiles a static copy for each of the first few input
-shapes it meets, which OpenVINO runs markedly faster than the dynamic graph.
+shapes it meets, which OpenVINO runs faster than the dynamic graph (1.1-1.25x for the V3s at batch 1).
 """
 
 from __future__ import annotations
@@ -211,8 +211,9 @@ def ov_runner(
 
     The model is compiled as it is (batch dynamic) at once; the first ``static_shapes`` input shapes
     a call brings are each compiled again for that exact shape and run so from then on (OpenVINO plans
-    a static graph's memory and kernels once: 1.3-1.5x faster for the small V3s at batch 1,
-    docs/RESULTS.md), later shapes run the dynamic model. ``threads`` defaults to PyTorch's intra-op count.
+    a static graph's memory and kernels once: 1.07-1.25x faster for the V3s at batch 1,
+    docs/results/openvino_shapes.md), later shapes run the dynamic model. ``threads`` defaults to
+    PyTorch's intra-op count.
     """
     ov = require("openvino", INSTALL)
     core = ov.Core()
