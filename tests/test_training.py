@@ -233,12 +233,13 @@ def test_flowers17_recipes_per_architecture_differ_only_in_the_model() -> None:
         assert different == {"model", "width_mult", "recipe"}
 
 
-def test_cifar10_finetune_for_v3_large_minimal_only_equalises_the_filters() -> None:
-    """The V3-Large-minimalistic CIFAR-10 fine-tune is V1's, with the folded filters equalised first."""
+def test_cifar10_finetune_for_v3_large_minimal_equalises_the_filters_and_trains_longer() -> None:
+    """The V3-Large-minimalistic CIFAR-10 fine-tune is V1's, with the folded filters equalised first and 14 epochs."""
     base = resolve_config("cifar10-finetune", out="x", weights="w.tflite")
     config = resolve_config("cifar10-finetune-v3-large-minimal", out="x", weights="w.tflite")
     assert config.equalise_filters and not base.equalise_filters
-    assert {k for k in vars(base) if getattr(base, k) != getattr(config, k)} == {"equalise_filters", "recipe"}
+    assert (base.epochs, config.epochs) == (10, 14)
+    assert {k for k in vars(base) if getattr(base, k) != getattr(config, k)} == {"equalise_filters", "epochs", "recipe"}
 
 
 def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
