@@ -18,8 +18,10 @@ Cases (each skipped, with the reason, when its model or data is missing):
 
 Paths: ONNX Runtime QDQ with per-channel and per-tensor weights, PT2E with the x86 quantizer
 (``.pt2``, Inductor), PT2E with the XNNPACK quantizer (``.pte``), and OpenVINO NNCF: plain
-post-training quantization (``openvino ptq``, what ``mobilenet bench``'s openvino-int8 runs) or
-accuracy-controlled (``openvino nncf``, the export's default). The float reference is the
+post-training quantization (``openvino ptq``, what ``mobilenet bench``'s openvino-int8 runs; NNCF's
+preset as the export picks it, ``mixed`` after hard-swish) or accuracy-controlled (``openvino nncf``,
+the export's default); ``openvino ptq performance`` is plain quantization with symmetric
+activations everywhere, to compare. The float reference is the
 float ONNX file. With ``--latency`` each runtime's float file is exported too (its largest logit
 difference from PyTorch is printed) and the batch-1 latency of float and int8 is measured per
 runtime, in the same run (median of ``--runs`` calls). Output: stdout and
@@ -113,6 +115,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "pt2e xnnpack (.pte)": {"format": "executorch", "per_channel": True},
     "openvino nncf": {"format": "openvino", "per_channel": True, "max_drop": DEFAULT_MAX_DROP},
     "openvino ptq": {"format": "openvino", "per_channel": True, "max_drop": None},
+    "openvino ptq performance": {"format": "openvino", "per_channel": True, "max_drop": None, "preset": "performance"},
 }
 SUFFIXES = {"onnx": "onnx", "pt2": "pt2", "executorch": "pte", "openvino": "xml"}
 RUNTIMES = {"onnx": "ONNX Runtime", "pt2": "Inductor", "executorch": "ExecuTorch XNNPACK", "openvino": "OpenVINO"}
@@ -209,7 +212,7 @@ def run_case(
     for path in paths:
         options = PATHS[path]
         fmt = options["format"]
-        out = work / f"{case.name}-{path.split()[0]}-{path.split()[1]}.{SUFFIXES[fmt]}"
+        out = work / f"{case.name}-{'-'.join(word.strip('(.)') for word in path.split())}.{SUFFIXES[fmt]}"
         export(
             case.model,
             out,
@@ -221,6 +224,7 @@ def run_case(
             calib_split=case.calib_split,
             per_channel=options["per_channel"],
             max_drop=options.get("max_drop", DEFAULT_MAX_DROP),
+            nncf_preset=options.get("preset"),
         )
         acc, n, seconds = top1(out, case)
         print(f"{case.name}: {path} {acc:.2%} (drop {100 * (base - acc):+.2f} points, {seconds:.0f} s)", flush=True)

@@ -4,7 +4,9 @@ The exported graphs keep the batch dimension symbolic. ``ov_runner`` compiles a 
 of the first input shapes it meets (``STATIC_SHAPES``); this measures what that buys. For each model
 the same IR runs four ways (fp32 / int8 NNCF PTQ, each dynamic and static) beside ONNX Runtime fp32
 (the fastest fp32 backend of the small members), every way called in turn (``TURN_SETTLE`` untimed
-calls and ``TURN_BLOCK`` timed ones a turn), ``--repeats`` times.
+calls and ``TURN_BLOCK`` timed ones a turn), ``--repeats`` times. A sixth way quantizes with NNCF's
+``performance`` preset whatever the graph: against the int8 static way (``mixed`` where the graph
+has hard-swish, see ``nncf_preset``) it is the speed cost of asymmetric activations.
 
 Writes docs/results/openvino_shapes.md (median of the repeats' medians, ms).
 
@@ -35,7 +37,7 @@ from mobilenet.bench import (
     set_threads,
     time_interleaved,
 )
-from mobilenet.export.openvino_export import STATIC_SHAPES, ir_from_onnx, ov_runner, quantize_ir
+from mobilenet.export.openvino_export import STATIC_SHAPES, ir_from_onnx, nncf_preset, ov_runner, quantize_ir
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = "mobilenet_v3_small_minimal,mobilenet_v3_small_075,mobilenet_v3_small,mobilenet_v3_large_075"
@@ -45,22 +47,25 @@ WAYS = (
     "openvino fp32 static",
     "openvino int8 dynamic",
     "openvino int8 static",
+    "openvino int8 static, performance preset",
 )
 
 
 def runners(name: str, work: Path, threads: int) -> dict[str, Run]:
-    """The five ways of :data:`WAYS` for the family member ``name`` (graphs written under ``work``)."""
+    """The six ways of :data:`WAYS` for the family member ``name`` (graphs written under ``work``)."""
     subject = load_subject(name, registry_size(name))
     calib = calibration_batch(subject)
     ort = build("onnxruntime", subject, subject.resolution, calib, work, threads)  # writes work/float.onnx
     fp32 = ir_from_onnx(work / "float.onnx")
     int8 = quantize_ir(ir_from_onnx(work / "float.onnx"), calib, max_drop=None)[0]
+    symmetric = quantize_ir(ir_from_onnx(work / "float.onnx"), calib, max_drop=None, preset="performance")[0]
     return {
         WAYS[0]: ort,
         WAYS[1]: ov_runner(fp32, threads, static_shapes=0),
         WAYS[2]: ov_runner(fp32, threads, static_shapes=STATIC_SHAPES),
         WAYS[3]: ov_runner(int8, threads, static_shapes=0),
         WAYS[4]: ov_runner(int8, threads, static_shapes=STATIC_SHAPES),
+        WAYS[5]: ov_runner(symmetric, threads, static_shapes=STATIC_SHAPES),
     }
 
 
@@ -73,7 +78,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "openvino_shapes.md")
     args = parser.parse_args()
     set_threads(args.threads)
-    table: dict[str, dict[str, float]] = {}
+    table: dict[str, tuple[dict[str, float], str]] = {}
     for name in args.models.split(","):
         with tempfile.TemporaryDirectory() as work:
             runs = runners(name, Path(work), args.threads)
@@ -82,24 +87,28 @@ def main() -> int:
             for _ in range(args.repeats):
                 times = time_interleaved(list(runs.values()), x, 5, args.runs, block=TURN_BLOCK, settle=TURN_SETTLE)
                 repeats.append([statistics.median(t) * 1e3 for t in times])
-            table[name] = {way: statistics.median(r[i] for r in repeats) for i, way in enumerate(runs)}
-            print(name + ": " + ", ".join(f"{way} {ms:.2f}" for way, ms in table[name].items()), flush=True)
+            ms = {way: statistics.median(r[i] for r in repeats) for i, way in enumerate(runs)}
+            table[name] = ms, nncf_preset(ir_from_onnx(Path(work) / "float.onnx"))
+            print(name + ": " + ", ".join(f"{way} {t:.2f}" for way, t in ms.items()), flush=True)
     cpu = cpu_info().describe()
     lines = [
-        "# OpenVINO: static shape against dynamic batch",
+        "# OpenVINO: static shape against dynamic batch; NNCF's preset",
         "",
         f"`python benchmarks/openvino_shapes.py {shlex.join(sys.argv[1:])}`, {date.today().isoformat()}; "
         f"{cpu['model']} ({', '.join(cpu['extensions'])}), {args.threads} threads; batch 1 at each model's "
         f"resolution. Median ms of {args.runs} calls, the median of {args.repeats} repeats, every way called "
         f"in turn ({TURN_SETTLE} untimed and {TURN_BLOCK} timed calls a turn).",
         "",
-        "| model | " + " | ".join(WAYS) + " | static speed-up fp32 / int8 | ORT fp32 / OpenVINO int8 static |",
-        "|---|" + "---|" * (len(WAYS) + 2),
+        "| model | "
+        + " | ".join(WAYS)
+        + " | static speed-up fp32 / int8 | ORT fp32 / OpenVINO int8 static | int8 preset | performance / it |",
+        "|---|" + "---|" * (len(WAYS) + 4),
     ]
-    for name, ms in table.items():
+    for name, (ms, preset) in table.items():
         gain = f"{ms[WAYS[1]] / ms[WAYS[2]]:.2f}x / {ms[WAYS[3]] / ms[WAYS[4]]:.2f}x"
         cells = " | ".join(f"{ms[way]:.2f}" for way in WAYS)
-        lines.append(f"| {name} | {cells} | {gain} | {ms[WAYS[0]] / ms[WAYS[4]]:.2f}x |")
+        cost = f"{ms[WAYS[5]] / ms[WAYS[4]]:.2f}x"
+        lines.append(f"| {name} | {cells} | {gain} | {ms[WAYS[0]] / ms[WAYS[4]]:.2f}x | {preset} | {cost} |")
     args.out.write_text("\n".join([*lines, ""]), encoding="utf-8")
     print("\n".join(lines))
     return 0

@@ -77,12 +77,18 @@ def test_int8_ir_is_quantized_within_its_budget(exported: tuple, tmp_path: Path,
     info = run_json(capsys, [*argv, "--calib-data", str(data), "--calib-images", "8", "--json"])
     quant = info["quantization"]
     assert quant["runtime"] == "openvino" and quant["calib_images"] == 8 and quant["max_drop"] == 0.005
+    assert (quant["preset"], quant["activations"]) == ("performance", "int8 symmetric")  # V1: no hard-swish
     assert quant["int8_layers"] > 20 and quant["calib_top1_agreement"] >= 1 - quant["max_drop"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.bin", "int8.xml"]
     ops = [op.get_type_name() for op in read_ir(out).get_ops()]
     assert ops.count("FakeQuantize") == quant["int8_layers"]
     result = run_json(capsys, ["eval", "--exported", str(out), "--data", str(data), "--json"])
     assert result["n"] == 8 and set(result["per_class"]) == set(CLASSES)
+    mixed = ["export", "--checkpoint", str(run), "--format", "openvino", "--out", str(tmp_path / "mixed.xml"), "--int8"]
+    asked = run_json(
+        capsys, [*mixed, "--calib-data", str(data), "--calib-images", "8", "--nncf-preset", "mixed", "--json"]
+    )
+    assert (asked["quantization"]["preset"], asked["quantization"]["activations"]) == ("mixed", "int8 asymmetric")
 
 
 @pytest.mark.slow
@@ -110,13 +116,44 @@ def test_accuracy_control_returns_a_bounded_number_of_layers_to_float(
 def test_int8_short_of_its_budget_warns_and_says_so_in_the_card(
     exported: tuple, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(openvino_export, "quantize_ir", lambda graph, images, max_drop: (graph, 0.75))
+    monkeypatch.setattr(openvino_export, "quantize_ir", lambda graph, images, max_drop, preset: (graph, 0.75))
     run, data, _, _ = exported
     out = tmp_path / "int8.xml"
     argv = ["export", "--checkpoint", str(run), "--format", "openvino", "--out", str(out), "--int8"]
     with pytest.warns(UserWarning, match=r"75\.0% of the calibration images, short of the 99\.0% asked"):
         info = run_json(capsys, [*argv, "--calib-data", str(data), "--calib-images", "8", "--max-drop", "1", "--json"])
     assert info["quantization"]["calib_top1_agreement"] == 0.75 and out.is_file()
+
+
+def _widest_range_after(model, kind: str) -> tuple[float, float]:
+    """The (low, high) input range of the widest FakeQuantize fed by a ``kind`` op of an OpenVINO model."""
+    ranges = [
+        (float(op.input_value(1).get_node().get_data().min()), float(op.input_value(2).get_node().get_data().max()))
+        for op in model.get_ops()
+        if op.get_type_name() == "FakeQuantize" and op.input_value(0).get_node().get_type_name() == kind
+    ]
+    return max(ranges, key=lambda low_high: low_high[1])
+
+
+@pytest.mark.slow
+def test_int8_activations_after_hard_swish_are_asymmetric(run_folder: tuple) -> None:
+    from mobilenet.export.fold import inference_model
+    from mobilenet.models import create_model
+
+    def graph(name: str, gain: float = 1.0):
+        torch.manual_seed(0)
+        model = create_model(name, num_classes=2).eval()
+        with torch.no_grad():  # a stem with outputs of tens of units, as a trained one has
+            model.stem.conv.weight.mul_(gain)
+        return openvino_export.ir_model(inference_model(model, 32), 32)
+
+    assert openvino_export.nncf_preset(graph("mobilenet_v1")) == "performance"
+    assert openvino_export.nncf_preset(graph("mobilenet_v3_small_minimal")) == "performance"
+    v3 = graph("mobilenet_v3_small", gain=100.0)
+    assert openvino_export.nncf_preset(v3) == "mixed"
+    int8, _ = openvino_export.quantize_ir(v3, torch.rand(4, 3, 32, 32), max_drop=None)
+    low, high = _widest_range_after(int8, "HSwish")
+    assert high > 10 and -1.0 < low < 0  # about hard-swish's floor (-0.375, moved onto the grid), not -high
 
 
 @pytest.mark.slow
@@ -193,6 +230,9 @@ def test_cli_export_openvino_bad_options(run_folder: tuple[Path, Path], tmp_path
     xml = str(tmp_path / "m.xml")
     fails(capsys, [*argv, "--out", xml, "--int8", "--calib-data", str(data), "--per-tensor"], "per channel only")
     fails(capsys, [*argv, "--out", xml, "--int8", "--calib-data", str(data), "--max-drop", "-1"], "--max-drop")
+    fails(capsys, [*argv, "--out", xml, "--nncf-preset", "mixed"], "--nncf-preset is for --format openvino --int8")
+    onnx = ["export", "--checkpoint", str(run), "--out", str(tmp_path / "m.onnx"), "--int8", "--calib-data", str(data)]
+    fails(capsys, [*onnx, "--nncf-preset", "performance"], "--nncf-preset is for --format openvino --int8")
     assert not any(tmp_path.iterdir())
 
 

@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="openvino --int8: accuracy budget, the percentage of calibration images that may change class "
         f"(NNCF keeps the most sensitive layers in float to stay within it; default {100 * DEFAULT_MAX_DROP})",
     )
+    p.add_argument(
+        "--nncf-preset",
+        choices=("auto", "performance", "mixed"),
+        default="auto",
+        help="openvino --int8: NNCF's preset, symmetric (performance) or asymmetric (mixed) int8 activations; "
+        "auto: mixed where the network has hard-swish, performance elsewhere",
+    )
     p.add_argument("--data-root", help="where named data sets live")
     add_labels(p)
     p.add_argument("--json", action="store_true", help="print the exported file's metadata as one JSON object")
@@ -89,6 +96,7 @@ def run_export(args: argparse.Namespace) -> int:
         per_channel=not args.per_tensor,
         reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range],
         max_drop=args.max_drop / 100,
+        nncf_preset=None if args.nncf_preset == "auto" else args.nncf_preset,
     )
     if args.json:
         choice = {"choice": asdict(pick)} if pick else {}

@@ -51,6 +51,7 @@ def export(
     per_channel: bool = True,
     reduce_range: bool | None = None,
     max_drop: float | None = DEFAULT_MAX_DROP,
+    nncf_preset: str | None = None,
 ) -> ModelCard:
     """Export ``model`` to ``out`` in ``format``, quantized to int8 if asked; returns the file's card.
 
@@ -59,7 +60,8 @@ def export(
     images of ``calib_data`` (see :func:`calibration_images`) and quantizes for the format's
     runtime (onnx: ONNX Runtime static QDQ; pt2: PT2E with the x86 Inductor quantizer;
     executorch: PT2E with the XNNPACK quantizer; openvino: NNCF, accuracy-controlled so that at
-    most ``max_drop`` of the calibration images change class, None: plain), weights per output
+    most ``max_drop`` of the calibration images change class, None: plain; ``nncf_preset``
+    ``performance`` or ``mixed``, None: mixed where the graph has hard-swish), weights per output
     channel or (``per_channel=False``; not for ``pt2`` and ``openvino``) one scale per tensor;
     ``reduce_range`` (onnx: 7-bit weights, pt2: 7-bit activations) avoids the saturation of x86's
     uint8 x int8 multiply on CPUs without VNNI; ``None``: onnx picks by measurement
@@ -67,6 +69,8 @@ def export(
     """
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+    if nncf_preset is not None and not (int8 and format == "openvino"):
+        raise ExportError("--nncf-preset is for --format openvino --int8")
     out = Path(out)
     info = export_card(model, card, resolution)
     images = None
@@ -79,7 +83,9 @@ def export(
     if format == "executorch":
         return export_executorch(model, out, info.input_size, card=card, calib_images=images, per_channel=per_channel)
     if format == "openvino":
-        return export_openvino(model, out, info.input_size, card=card, calib_images=images, max_drop=max_drop)
+        return export_openvino(
+            model, out, info.input_size, card=card, calib_images=images, max_drop=max_drop, preset=nncf_preset
+        )
     if format == "pt2":
         pt2_reduce = True if reduce_range is None else reduce_range
         return export_pt2(model, out, info.input_size, card=card, calib_images=images, reduce_range=pt2_reduce)
