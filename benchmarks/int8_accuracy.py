@@ -50,7 +50,7 @@ import torch
 
 from mobilenet.bench import time_runs
 from mobilenet.card import ModelCard
-from mobilenet.compare import DEFAULT_RESULTS, read_results, record
+from mobilenet.compare import DEFAULT_RESULTS, record
 from mobilenet.data import load_eval_folder
 from mobilenet.evaluate import evaluate
 from mobilenet.export import export
@@ -244,18 +244,16 @@ def run_case(
 
 
 def record_drops(results: Path, drops: dict[str, dict[str, float]], command: str) -> None:
-    """Write each ImageNet case's int8 drop into ``mobilenet compare``'s results file, as its member's.
+    """Write each ImageNet case's int8 drops into ``mobilenet compare``'s results file, as its member's.
 
-    The drop is the one of the path of the member's fastest int8 backend there (``latency`` group of
-    benchmarks/family_table.py), else of ONNX Runtime's per-channel path, the default int8 export.
+    One drop per int8 backend of ``mobilenet bench`` whose path (:data:`BACKEND_PATHS`) was measured;
+    the table shows the one of the member's fastest int8 backend.
     """
-    known = read_results(results)["models"]
     figures = {}
     for case, by_path in drops.items():
-        member = MEMBERS[case]
-        path = BACKEND_PATHS.get(known.get(member, {}).get("int8_backend"), "onnxruntime per-channel")
-        if path in by_path:
-            figures[member] = {"int8_drop": by_path[path]}
+        measured = {backend: by_path[path] for backend, path in BACKEND_PATHS.items() if path in by_path}
+        if measured:
+            figures[MEMBERS[case]] = {"int8_drops": measured}
     if figures:
         record(results, "int8_drop", figures, cpu_name(), command)
         print(f"wrote int8 drops of {', '.join(figures)} to {results}")

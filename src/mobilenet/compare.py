@@ -4,9 +4,10 @@ Cost (parameters, mult-adds) is computed on the spot and the published ImageNet 
 the registry (the paper's figure, else TF-slim's). What takes minutes to measure comes from a
 results file (:data:`DEFAULT_RESULTS`, JSON) that the benchmark scripts write with
 :func:`record`: per model, top-1 on the ImageNet sample of Google's weights, Flowers-17
-fine-tuned accuracy, batch-1 latency of the fastest fp32 and int8 backends and the int8 drop;
-per group of figures, the date, CPU and command that measured them. A figure not measured is
-``None`` (printed ``-``), never a guess.
+fine-tuned accuracy, batch-1 latency of the fastest fp32 and int8 backends, and the int8 drop of
+each int8 backend measured (the table shows the fastest's, so that a new latency measurement
+never leaves it showing another backend's drop); per group of figures, the date, CPU and command
+that measured them. A figure not measured is ``None`` (printed ``-``), never a guess.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ FAMILY = (
 )
 """The published members compared by default (each with its own width and resolution)."""
 DEFAULT_RESULTS = Path(os.environ.get("MOBILENET_RESULTS") or "docs/results/family.json")
-MEASURED = ("top1_sample", "flowers17", "fp32_ms", "fp32_backend", "int8_ms", "int8_backend", "int8_drop")
-"""The fields a results file provides (the others are computed)."""
+MEASURED = ("top1_sample", "flowers17", "fp32_ms", "fp32_backend", "int8_ms", "int8_backend", "int8_drops")
+"""The fields a results file provides (the others are computed); ``int8_drops`` maps int8 backends to drops."""
+DEFAULT_INT8_BACKEND = "onnxruntime-int8"
+"""The backend of ``mobilenet export --int8``'s default path: its drop is shown while no int8 latency is known."""
 
 
 @dataclass(frozen=True)
@@ -122,13 +125,19 @@ def record(
 
 
 def family_rows(models: Iterable[str] = FAMILY, results: Mapping[str, Any] | None = None) -> list[Row]:
-    """One :class:`Row` a model: cost computed, accuracy published, the rest from ``results``."""
+    """One :class:`Row` a model: cost computed, accuracy published, the rest from ``results``.
+
+    ``int8_drop`` is the drop of the int8 backend the row shows (of :data:`DEFAULT_INT8_BACKEND`
+    while none is), None when that backend's drop was not measured.
+    """
     measured = (results or {}).get("models", {})
     rows = []
     for name in models:
         mult_adds, params = totals(name)
         values = {key: measured.get(name, {}).get(key) for key in MEASURED}
-        rows.append(Row(name, params / 1e6, mult_adds / 1e6, published_top1(name), **values))
+        drops = values.pop("int8_drops") or {}
+        drop = drops.get(values["int8_backend"] or DEFAULT_INT8_BACKEND)
+        rows.append(Row(name, params / 1e6, mult_adds / 1e6, published_top1(name), **values, int8_drop=drop))
     return rows
 
 
