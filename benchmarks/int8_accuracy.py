@@ -28,7 +28,12 @@ runtime, in the same run (median of ``--runs`` calls). Output: stdout and
 ``docs/results/int8_accuracy.md``; with ``--record``, the ImageNet cases' drops go into
 ``mobilenet compare``'s results file (docs/results/family.json) as their members' int8 drop.
 
-Run: .venv/bin/python benchmarks/int8_accuracy.py [--cases flowers17-ft,imagenet-v3-small,...] [--latency] [--record]
+With ``--agreement`` each int8 file is compared with the float file, label-free, on more images
+than accuracy is measured on (:func:`agreement_images`): the share of images whose top-1 it keeps
+and the signal-to-quantization-noise ratio of its logits, which tell quantization settings apart
+where a one-image difference in top-1 cannot.
+
+Run: .venv/bin/python benchmarks/int8_accuracy.py [--cases flowers17-ft,...] [--latency] [--agreement] [--record]
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from mobilenet.data import load_eval_folder
 from mobilenet.evaluate import evaluate
 from mobilenet.export import export
 from mobilenet.export.openvino_export import DEFAULT_MAX_DROP
+from mobilenet.export.quantize import calibration_picks
 from mobilenet.fileio import atomic_write_text
 from mobilenet.load import load
 
@@ -182,6 +188,42 @@ def top1(file: Path, case: Case) -> tuple[float, int, float]:
     return result.top1, result.n, time.perf_counter() - start
 
 
+def agreement_images(case: Case) -> list[torch.Tensor]:
+    """Batches of the images each int8 file is compared with float on: the evaluation split, and the
+    images of the calibration split that calibration does not take (the fine-tunes' other train images)."""
+    splits = [(case.data, case.split, None), (case.calib, case.calib_split, case.calib_images)]
+    batches = []
+    for root, split, calibrated in splits:
+        data, _ = load_eval_folder(
+            str(root),
+            case.card.input_size,
+            case.card.in_chans,
+            case.card.mean,
+            case.card.std,
+            case.card.eval_classes,
+            split=split,
+            cache="none",
+        )
+        skip = set(calibration_picks(len(data), calibrated)) if calibrated else set()
+        kept = torch.utils.data.Subset(data, [i for i in range(len(data)) if i not in skip])
+        batches += [images for images, _ in torch.utils.data.DataLoader(kept, batch_size=50)]
+    return batches
+
+
+def logits(file: Path, batches: list[torch.Tensor]) -> torch.Tensor:
+    """The exported ``file``'s logits for every image of ``batches``."""
+    runtime, _ = load(file)
+    with torch.no_grad():
+        return torch.cat([runtime(images) for images in batches])
+
+
+def agreement(reference: torch.Tensor, int8: torch.Tensor) -> tuple[float, int, float]:
+    """Share of images whose top-1 ``int8`` keeps, the images that change class, and the logits' SQNR in dB."""
+    same = reference.argmax(1) == int8.argmax(1)
+    noise = (reference - int8).pow(2).sum().clamp_min(1e-30)
+    return same.float().mean().item(), int((~same).sum()), 10 * torch.log10(reference.pow(2).sum() / noise).item()
+
+
 def batch1_ms(file: Path, runs: int) -> float:
     """Median batch-1 latency (ms) of the exported ``file`` on its runtime, after 5 untimed calls."""
     runtime, card = load(file)
@@ -198,16 +240,20 @@ def max_difference(file: Path, case: Case) -> float:
 
 
 def run_case(
-    case: Case, work: Path, paths: list[str], runs: int | None
-) -> tuple[list[str], list[str], dict[str, float]]:
-    """The accuracy rows of ``case``, with ``runs`` its latency rows (float vs int8 per runtime), and each
-    path's drop in points."""
+    case: Case, work: Path, paths: list[str], runs: int | None, agree: bool = False
+) -> tuple[list[str], list[str], list[str], dict[str, float]]:
+    """The accuracy rows of ``case``, with ``runs`` its latency rows (float vs int8 per runtime), with
+    ``agree`` its agreement rows (int8 against the float file, :func:`agreement`), and each path's drop
+    in points."""
     float_files = {"onnx": work / f"{case.name}.onnx"}
     export(case.model, float_files["onnx"], "onnx", card=case.card)
     base, n, seconds = top1(float_files["onnx"], case)
     print(f"{case.name}: float {base:.2%} on {n} images ({seconds:.0f} s)", flush=True)
     lines = [f"| {case.name} | float (ONNX Runtime fp32) | {base:.2%} | - | {n} |"]
     latency: list[str] = []
+    agreed: list[str] = []
+    batches = agreement_images(case) if agree else []
+    reference = logits(float_files["onnx"], batches) if agree else None
     drops: dict[str, float] = {}
     for path in paths:
         options = PATHS[path]
@@ -230,6 +276,10 @@ def run_case(
         print(f"{case.name}: {path} {acc:.2%} (drop {100 * (base - acc):+.2f} points, {seconds:.0f} s)", flush=True)
         lines.append(f"| {case.name} | {path} | {acc:.2%} | {100 * (base - acc):.2f} | {n} |")
         drops[path] = round(100 * (base - acc), 2)
+        if reference is not None:
+            share, flips, sqnr = agreement(reference, logits(out, batches))
+            print(f"{case.name}: {path} keeps {share:.2%} of float's top-1 ({flips} change), SQNR {sqnr:.2f} dB")
+            agreed.append(f"| {case.name} | {path} | {share:.2%} | {flips} | {sqnr:.2f} | {len(reference)} |")
         if runs:
             if fmt not in float_files:
                 float_files[fmt] = work / f"{case.name}.{SUFFIXES[fmt]}"
@@ -240,7 +290,7 @@ def run_case(
             figures = [f"{fp32:.2f}", f"{int8:.2f}", f"{fp32 / int8:.2f}x", f"{difference:.1e}"]
             cells = [case.name, RUNTIMES[fmt], path, *figures]
             latency.append(f"| {' | '.join(cells)} |")
-    return lines, latency, drops
+    return lines, latency, agreed, drops
 
 
 def record_drops(results: Path, drops: dict[str, dict[str, float]], command: str) -> None:
@@ -277,6 +327,11 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(cases))
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--latency", action="store_true", help="also batch-1 latency of float and int8 per runtime")
+    parser.add_argument(
+        "--agreement",
+        action="store_true",
+        help="also how often int8 keeps the float file's top-1, and the SQNR of its logits, on more images",
+    )
     parser.add_argument("--runs", type=int, default=30, help="timed batch-1 calls per file (with --latency)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -295,6 +350,10 @@ def main() -> None:
         "| case | runtime | int8 path | fp32 ms | int8 ms | int8 speed-up | fp32 file vs PyTorch |",
         "|---|---|---|---|---|---|---|",
     ]
+    agreement_rows = [
+        "| case | int8 path | keeps float's top-1 | images that change class | logit SQNR (dB) | images |",
+        "|---|---|---|---|---|---|",
+    ]
     notes = []
     drops: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -309,11 +368,14 @@ def main() -> None:
                 notes.append(f"skipped {name}: {case}")
                 print(notes[-1])
                 continue
-            accuracy, timed, drops[name] = run_case(case, work, paths, args.runs if args.latency else None)
+            runs = args.runs if args.latency else None
+            accuracy, timed, agreed, drops[name] = run_case(case, work, paths, runs, args.agreement)
             lines.extend(accuracy)
             latency.extend(timed)
+            agreement_rows.extend(agreed)
     facts = f"threads: {torch.get_num_threads()}; CPU: {cpu_name()}; {time.strftime('%Y-%m-%d')}"
-    tables = [*lines, "", *(latency if args.latency else []), "", *notes, "", facts]
+    tables = [*lines, "", *(latency if args.latency else []), "", *(agreement_rows if args.agreement else [])]
+    tables += ["", *notes, "", facts]
     text = "\n".join(tables) + "\n"
     print(text)
     atomic_write_text(args.out, text)

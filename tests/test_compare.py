@@ -217,3 +217,28 @@ def test_interleaving_times_every_way_and_the_xnnpack_pair_alone() -> None:
     assert "quiet onnxruntime" in called
     assert interleaving.best_ratio({"onnxruntime": 3.0, "executorch": 2.0, "executorch-int8": 1.6}) == "1.25x"
     assert interleaving.best_ratio({"onnxruntime": 3.0}) == "-"
+
+
+def test_int8_agreement_counts_changed_classes_and_skips_the_calibrated_images(tmp_path: Path) -> None:
+    """benchmarks/int8_accuracy.py --agreement: label-free int8 against float, on images calibration did not take."""
+    from PIL import Image
+
+    from mobilenet.card import ModelCard
+    from mobilenet.export.quantize import calibration_picks
+
+    int8_accuracy = _benchmark("int8_accuracy")
+    reference = torch.tensor([[3.0, 1.0], [1.0, 3.0], [2.0, 0.0], [0.0, 2.0]])
+    int8 = reference + torch.tensor([[0.0, 0.0], [0.0, 0.0], [-1.5, 1.5], [0.0, 0.0]])
+    share, flips, sqnr = int8_accuracy.agreement(reference, int8)
+    # one of four images changes class; signal 28, noise 4.5: 10 log10(28 / 4.5) dB
+    assert (share, flips) == (0.75, 1) and sqnr == pytest.approx(7.94, abs=0.01)
+    for split, count in (("train", 9), ("valid", 2)):
+        for label in ("a", "b"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (8, 8), (40 * i, 100, 200)).save(tmp_path / split / label / f"{i}.png")
+    card = ModelCard(arch="mobilenet_v3_small", classes=("a", "b"), input_size=8)
+    case = int8_accuracy.Case("t", torch.nn.Identity(), card, tmp_path, "train", 5, tmp_path, "valid")
+    batches = int8_accuracy.agreement_images(case)
+    assert len(set(calibration_picks(18, 5))) == 5  # five distinct images calibrated on
+    assert sum(len(batch) for batch in batches) == 2 * 2 + 18 - 5  # valid, and the train images not calibrated on

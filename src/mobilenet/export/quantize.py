@@ -59,8 +59,12 @@ def calibration_images(
             f"calibration data {data} has {len(dataset)} images, {count} were asked for: "
             f"pass --calib-images {len(dataset)} or less, or more data"
         )
-    picks = torch.linspace(0, len(dataset) - 1, count).round().long().tolist()
-    return torch.stack([dataset[i][0] for i in picks])
+    return torch.stack([dataset[i][0] for i in calibration_picks(len(dataset), count)])
+
+
+def calibration_picks(total: int, count: int) -> list[int]:
+    """The indices :func:`calibration_images` takes: ``count`` of ``total`` sorted files, spread evenly."""
+    return torch.linspace(0, total - 1, count).round().long().tolist()
 
 
 def quantize_onnx(
