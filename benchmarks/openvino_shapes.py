@@ -51,15 +51,16 @@ WAYS = (
 )
 
 
-def runners(name: str, work: Path, threads: int) -> dict[str, Run]:
-    """The six ways of :data:`WAYS` for the family member ``name`` (graphs written under ``work``)."""
+def runners(name: str, work: Path, threads: int) -> tuple[dict[str, Run], str]:
+    """The six ways of :data:`WAYS` for the family member ``name`` (graphs written under ``work``), and the
+    NNCF preset its default int8 way takes."""
     subject = load_subject(name, registry_size(name))
     calib = calibration_batch(subject)
     ort = build("onnxruntime", subject, subject.resolution, calib, work, threads)  # writes work/float.onnx
     fp32 = ir_from_onnx(work / "float.onnx")
     int8 = quantize_ir(ir_from_onnx(work / "float.onnx"), calib, max_drop=None)[0]
     symmetric = quantize_ir(ir_from_onnx(work / "float.onnx"), calib, max_drop=None, preset="performance")[0]
-    return {
+    ways = {
         WAYS[0]: ort,
         WAYS[1]: ov_runner(fp32, threads, static_shapes=0),
         WAYS[2]: ov_runner(fp32, threads, static_shapes=STATIC_SHAPES),
@@ -67,6 +68,7 @@ def runners(name: str, work: Path, threads: int) -> dict[str, Run]:
         WAYS[4]: ov_runner(int8, threads, static_shapes=STATIC_SHAPES),
         WAYS[5]: ov_runner(symmetric, threads, static_shapes=STATIC_SHAPES),
     }
+    return ways, nncf_preset(fp32)
 
 
 def main() -> int:
@@ -81,14 +83,14 @@ def main() -> int:
     table: dict[str, tuple[dict[str, float], str]] = {}
     for name in args.models.split(","):
         with tempfile.TemporaryDirectory() as work:
-            runs = runners(name, Path(work), args.threads)
+            runs, preset = runners(name, Path(work), args.threads)
             x = torch.rand(1, 3, registry_size(name), registry_size(name))
             repeats = []
             for _ in range(args.repeats):
                 times = time_interleaved(list(runs.values()), x, 5, args.runs, block=TURN_BLOCK, settle=TURN_SETTLE)
                 repeats.append([statistics.median(t) * 1e3 for t in times])
             ms = {way: statistics.median(r[i] for r in repeats) for i, way in enumerate(runs)}
-            table[name] = ms, nncf_preset(ir_from_onnx(Path(work) / "float.onnx"))
+            table[name] = ms, preset
             print(name + ": " + ", ".join(f"{way} {t:.2f}" for way, t in ms.items()), flush=True)
     cpu = cpu_info().describe()
     lines = [
